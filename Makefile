@@ -1,0 +1,44 @@
+# Everything bootstraps from a bare python3: a private uv, then the locked environment.
+SHELL := /bin/bash
+PYTHON ?= python3
+TOOLS := .tools
+UV := $(TOOLS)/bin/uv
+VENV := .venv
+export UV_PYTHON_DOWNLOADS := never
+export UV_PROJECT_ENVIRONMENT := $(VENV)
+
+DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
+DATA_DIR := $(CURDIR)/.metaxy_data
+PORT ?= 3000
+
+.PHONY: dev demo test lint typecheck bench clean
+
+$(UV):
+	$(PYTHON) -m venv $(TOOLS)
+	$(TOOLS)/bin/pip install --quiet --disable-pip-version-check uv==0.13.9
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen --all-extras
+	touch $@
+
+test: $(VENV)/.synced
+	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+
+lint: $(VENV)/.synced
+	$(VENV)/bin/ruff check metaxy_core metaxy_dagster example_project tests
+	$(VENV)/bin/ruff format --check metaxy_core metaxy_dagster example_project tests
+
+typecheck: $(VENV)/.synced
+	$(VENV)/bin/pyright metaxy_core
+
+dev: $(VENV)/.synced
+	mkdir -p $(DAGSTER_HOME_DIR) $(DATA_DIR)
+	touch $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) \
+		$(VENV)/bin/dagster dev -w workspace.yaml -p $(PORT)
+
+demo: $(VENV)/.synced
+	METAXY_DATA_DIR=$(DATA_DIR) $(VENV)/bin/python -m example_project.demo
+
+clean:
+	rm -rf $(TOOLS) $(VENV) $(DAGSTER_HOME_DIR) $(DATA_DIR)

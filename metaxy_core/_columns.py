@@ -1,0 +1,35 @@
+"""Names of the system columns every store writes next to the user columns."""
+
+PREFIX = "metaxy_"
+PROVENANCE = "metaxy_provenance"
+DATA_VERSION = "metaxy_data_version"
+FEATURE_VERSION = "metaxy_feature_version"
+PROJECT_VERSION = "metaxy_project_version"
+CREATED_AT = "metaxy_created_at"
+UPDATED_AT = "metaxy_updated_at"
+DELETED_AT = "metaxy_deleted_at"
+MATERIALIZATION_ID = "metaxy_materialization_id"
+# Sortable, unique per write: the latest row per sample is the one with the greatest write id.
+WRITE_ID = "metaxy_write_id"
+STALE_FIELDS = "metaxy_stale_fields"
+STALE_REASONS = "metaxy_stale_reasons"
+
+
+def provenance_column(field: str) -> str:
+    """Per-field provenance column."""
+    return f"metaxy_provenance__{field}"
+
+
+def data_version_column(field: str) -> str:
+    """Per-field data version column (provenance unless overridden at write time)."""
+    return f"metaxy_data_version__{field}"
+
+
+def code_version_column(field: str) -> str:
+    """Per-field code version the row was computed with (tells code from data staleness)."""
+    return f"metaxy_code_version__{field}"
+
+
+def is_system(column: str) -> bool:
+    """True for columns metaxy owns."""
+    return column.startswith(PREFIX)

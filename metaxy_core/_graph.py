@@ -1,0 +1,382 @@
+"""The explicit feature graph: validation, order, field-level parents and snapshots."""
+
+import importlib
+import inspect
+import json
+import types
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Any
+
+import polars as pl
+
+from metaxy_core._errors import GraphError, SpecError, UnknownFeatureError
+from metaxy_core._feature import Feature
+from metaxy_core._keys import FeatureKey
+from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, Lineage, _key_of
+
+FieldRef = tuple[FeatureKey, str]
+
+
+@dataclass(frozen=True)
+class FeatureDefinition:
+    """A feature's spec with its typed columns (id and user columns) and class, if any."""
+
+    spec: FeatureSpec
+    columns: Mapping[str, pl.DataType]
+    feature_class: type[Feature] | None = None
+
+    @property
+    def user_columns(self) -> dict[str, pl.DataType]:
+        """Columns that are neither id columns nor system columns."""
+        return {c: d for c, d in self.columns.items() if c not in self.spec.id_columns}
+
+
+def _definition(item: Any) -> FeatureDefinition:
+    if isinstance(item, FeatureDefinition):
+        return item
+    if isinstance(item, FeatureSpec):
+        return FeatureDefinition(item, {c: pl.String() for c in item.id_columns})
+    if inspect.isclass(item) and issubclass(item, Feature) and item is not Feature:
+        return FeatureDefinition(item.spec, item.column_dtypes(), item)
+    raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
+
+
+class FeatureGraph:
+    """An explicit, validated graph of features.
+
+    Args:
+        features: feature classes, `FeatureSpec`s or `FeatureDefinition`s.
+
+    Raises:
+        GraphError: on duplicate keys, unknown deps or fields, cycles, or column collisions
+            between upstreams (the message names them and suggests a rename).
+
+    Example:
+        >>> graph = FeatureGraph([FeatureSpec("video", id_columns=["sample_id"])])
+        >>> [k.path for k in graph.topological_order()]
+        ['video']
+    """
+
+    def __init__(self, features: Iterable[Any]) -> None:
+        self._defs: dict[FeatureKey, FeatureDefinition] = {}
+        for item in features:
+            definition = _definition(item)
+            key = definition.spec.key
+            if key in self._defs:
+                raise GraphError(f"Feature key {key} is defined twice.")
+            self._defs[key] = definition
+        for definition in self._defs.values():
+            self._validate_deps(definition)
+        self._order = self._toposort()
+        self._parents = {
+            (k, f.key): self._resolve_field_parents(self._defs[k].spec, f)
+            for k in self._order
+            for f in self._defs[k].spec.fields
+        }
+
+    # -- construction helpers -------------------------------------------------------------
+
+    @classmethod
+    def from_module(cls, module: types.ModuleType | str) -> "FeatureGraph":
+        """Build a graph from every Feature subclass defined in `module`."""
+        mod = importlib.import_module(module) if isinstance(module, str) else module
+        found = [
+            obj
+            for obj in vars(mod).values()
+            if inspect.isclass(obj) and issubclass(obj, Feature) and obj is not Feature
+            and obj.__module__ == mod.__name__
+        ]
+        return cls(found)
+
+    def replace(self, *features: Any) -> "FeatureGraph":
+        """A copy where the given features replace those with the same keys."""
+        new = {d.spec.key: d for d in map(_definition, features)}
+        unknown = [k for k in new if k not in self._defs]
+        if unknown:
+            raise UnknownFeatureError(f"Cannot replace unknown features {[str(k) for k in unknown]}.")
+        return FeatureGraph([new.get(k, d) for k, d in self._defs.items()])
+
+    # -- lookups ---------------------------------------------------------------------------
+
+    def __contains__(self, key: object) -> bool:
+        try:
+            return _key_of(key) in self._defs
+        except Exception:
+            return False
+
+    def __len__(self) -> int:
+        return len(self._defs)
+
+    @property
+    def keys(self) -> tuple[FeatureKey, ...]:
+        """Feature keys in topological order."""
+        return self._order
+
+    def definition(self, feature: Any) -> FeatureDefinition:
+        """The definition of `feature` (key, spec or class)."""
+        key = _key_of(feature)
+        try:
+            return self._defs[key]
+        except KeyError:
+            known = ", ".join(k.path for k in self._order)
+            raise UnknownFeatureError(f"Unknown feature {key}; the graph has: {known}.") from None
+
+    def spec(self, feature: Any) -> FeatureSpec:
+        """The spec of `feature`."""
+        return self.definition(feature).spec
+
+    def topological_order(self) -> tuple[FeatureKey, ...]:
+        """Upstreams before downstreams; ties broken by key."""
+        return self._order
+
+    def downstream(self, features: Iterable[Any], *, include_self: bool = True) -> tuple[FeatureKey, ...]:
+        """The downstream closure of `features`, in topological order."""
+        start = {self.definition(f).spec.key for f in features}
+        closed = set(start)
+        for key in self._order:
+            if any(d.feature in closed for d in self._defs[key].spec.deps):
+                closed.add(key)
+        return tuple(k for k in self._order if k in closed and (include_self or k not in start))
+
+    def field_parents(self, feature: Any, field: str) -> tuple[FieldRef, ...]:
+        """The upstream (feature, field) pairs a field reads, sorted."""
+        spec = self.spec(feature)
+        spec.field(field)
+        return self._parents[(spec.key, field)]
+
+    def field_downstream(self, feature: Any, field: str) -> tuple[FieldRef, ...]:
+        """Every (feature, field) whose provenance depends on `feature.field`, transitively."""
+        reached: set[FieldRef] = {(self.spec(feature).key, field)}
+        for key in self._order:
+            for f in self._defs[key].spec.field_keys:
+                if any(p in reached for p in self._parents[(key, f)]):
+                    reached.add((key, f))
+        reached.discard((self.spec(feature).key, field))
+        return tuple(sorted(reached))
+
+    def upstream_columns(self, feature: Any) -> dict[FeatureKey, dict[str, str]]:
+        """Per upstream: its user column -> the name this feature sees (after select/rename).
+
+        Aggregation edges carry no upstream columns (one row stands for many).
+        """
+        return self._upstream_columns(self.spec(feature))
+
+    # -- validation ------------------------------------------------------------------------
+
+    def _validate_deps(self, definition: FeatureDefinition) -> None:
+        spec = definition.spec
+        for dep in spec.deps:
+            if dep.feature not in self._defs:
+                raise GraphError(
+                    f"Feature {spec.key} depends on {dep.feature}, which is not in the graph."
+                )
+            self._validate_edge(spec, dep, self._defs[dep.feature])
+        if spec.deps and all(d.optional for d in spec.deps):
+            raise GraphError(f"Feature {spec.key}: at least one dep must be non-optional.")
+        kinds = {d.lineage.on for d in spec.deps if d.lineage.kind == "expansion"}
+        if len(kinds) > 1:
+            raise GraphError(f"Feature {spec.key}: all expansion deps must use the same 'on' columns.")
+        seen: dict[str, FeatureKey] = {}
+        for up_key, columns in self._upstream_columns(spec).items():
+            for column in columns.values():
+                if column in spec.parent_key:
+                    continue
+                if column in seen:
+                    raise GraphError(
+                        f"Feature {spec.key}: column {column!r} comes from both {seen[column]} and "
+                        f"{up_key}. Hint: rename it on one dep, e.g. "
+                        f"FeatureDep({up_key.path!r}, rename={{{column!r}: '{up_key.table_name}_{column}'}})."
+                    )
+                seen[column] = up_key
+
+    def _upstream_columns(self, spec: FeatureSpec) -> dict[FeatureKey, dict[str, str]]:
+        out: dict[FeatureKey, dict[str, str]] = {}
+        for dep in spec.deps:
+            up = self._defs[dep.feature]
+            if dep.lineage.kind == "aggregation":
+                out[dep.feature] = {}
+                continue
+            chosen = list(up.user_columns) if dep.select is None else list(dep.select)
+            out[dep.feature] = {c: dep.rename_map.get(c, c) for c in chosen}
+        return out
+
+    def _validate_edge(self, spec: FeatureSpec, dep: FeatureDep, up: FeatureDefinition) -> None:
+        where = f"Feature {spec.key}, dep on {dep.feature}"
+        known = set(up.columns)
+        for column in [*dep.rename_map, *(dep.select or ())]:
+            if column not in known:
+                raise GraphError(f"{where}: unknown upstream column {column!r}; known: {sorted(known)}.")
+        if dep.select is not None and set(dep.select) & set(up.spec.id_columns):
+            raise GraphError(f"{where}: 'select' lists id columns; they are always carried.")
+        seen_ids = tuple(dep.rename_map.get(c, c) for c in up.spec.id_columns)
+        seen_all = {dep.rename_map.get(c, c) for c in known}
+        lineage: Lineage = dep.lineage
+        if lineage.kind == "identity" and set(seen_ids) != set(spec.parent_key):
+            raise GraphError(
+                f"{where}: identity lineage needs the upstream ids {list(seen_ids)} (after rename) "
+                f"to equal this feature's key {list(spec.parent_key)}. Hint: rename, or use "
+                "Lineage.aggregation / Lineage.expansion."
+            )
+        if lineage.kind == "aggregation":
+            if set(lineage.on) != set(spec.id_columns):
+                raise GraphError(f"{where}: aggregation 'on' {list(lineage.on)} must equal the id columns {list(spec.id_columns)}.")
+            missing = set(lineage.on) - seen_all
+            if missing:
+                raise GraphError(f"{where}: aggregation 'on' columns {sorted(missing)} are not upstream columns.")
+        if lineage.kind == "expansion":
+            if not set(lineage.on) < set(spec.id_columns):
+                raise GraphError(f"{where}: expansion 'on' {list(lineage.on)} must be a strict subset of the id columns {list(spec.id_columns)}.")
+            if set(seen_ids) != set(lineage.on):
+                raise GraphError(f"{where}: expansion 'on' {list(lineage.on)} must equal the upstream ids {list(seen_ids)} (after rename).")
+        for f in spec.fields:
+            for fdep in f.deps or ():
+                if fdep.feature not in {d.feature for d in spec.deps}:
+                    raise GraphError(f"Feature {spec.key}, field {f.key!r}: {fdep.feature} is not a dep of the feature.")
+                bad = [g for g in fdep.fields or () if g not in self._defs[fdep.feature].spec.field_keys] if fdep.feature in self._defs else []
+                if bad:
+                    raise GraphError(
+                        f"Feature {spec.key}, field {f.key!r}: {fdep.feature} has no field(s) {bad}; "
+                        f"its fields: {list(self._defs[fdep.feature].spec.field_keys)}."
+                    )
+
+    def _toposort(self) -> tuple[FeatureKey, ...]:
+        order: list[FeatureKey] = []
+        state: dict[FeatureKey, int] = {}
+
+        def visit(key: FeatureKey, path: list[FeatureKey]) -> None:
+            if state.get(key) == 2:
+                return
+            if state.get(key) == 1:
+                cycle = " -> ".join(k.path for k in [*path[path.index(key):], key])
+                raise GraphError(f"Dependency cycle: {cycle}.")
+            state[key] = 1
+            for dep in sorted(self._defs[key].spec.deps, key=lambda d: d.feature):
+                visit(dep.feature, [*path, key])
+            state[key] = 2
+            order.append(key)
+
+        for key in sorted(self._defs):
+            visit(key, [])
+        return tuple(order)
+
+    def _resolve_field_parents(self, spec: FeatureSpec, f: FieldSpec) -> tuple[FieldRef, ...]:
+        parents: set[FieldRef] = set()
+        field_deps = f.deps if f.deps is not None else [FieldDep(d.feature) for d in spec.deps]
+        for fdep in field_deps:
+            up_fields = self._defs[fdep.feature].spec.field_keys
+            if fdep.fields is not None:
+                chosen = fdep.fields
+            elif f.deps is None and f.key in up_fields:
+                chosen = (f.key,)
+            else:
+                chosen = up_fields
+            parents.update((fdep.feature, g) for g in chosen)
+        return tuple(sorted(parents))
+
+    # -- snapshots -------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """A JSON-serializable description of every feature (load it with `from_snapshot`)."""
+        from metaxy_core.versioning import feature_version, project_version
+
+        return {
+            "project_version": project_version(self),
+            "features": [
+                _spec_to_dict(self._defs[k]) | {"feature_version": feature_version(self, k)}
+                for k in self._order
+            ],
+        }
+
+    def to_json(self) -> str:
+        """The snapshot as a JSON string."""
+        return json.dumps(self.snapshot(), sort_keys=True)
+
+    @classmethod
+    def from_snapshot(cls, snapshot: Mapping[str, Any] | str) -> "FeatureGraph":
+        """Rebuild a graph (specs and column types, no classes) from `snapshot`."""
+        data = json.loads(snapshot) if isinstance(snapshot, str) else snapshot
+        return cls([_spec_from_dict(f) for f in data["features"]])
+
+    @cached_property
+    def project_version(self) -> str:
+        """Hash of every feature version."""
+        from metaxy_core.versioning import project_version
+
+        return project_version(self)
+
+
+_DTYPES = {name: getattr(pl, name) for name in dir(pl) if isinstance(getattr(pl, name), type) and issubclass(getattr(pl, name), pl.DataType)}
+
+
+def _parse_dtype(text: str) -> pl.DataType:
+    try:
+        dtype = eval(text, {"__builtins__": {}}, _DTYPES)  # restricted to polars dtypes
+    except Exception as exc:
+        raise SpecError(f"Cannot read column type {text!r} from a snapshot.") from exc
+    return dtype() if isinstance(dtype, type) else dtype
+
+
+def _spec_to_dict(d: FeatureDefinition) -> dict[str, Any]:
+    s = d.spec
+    return {
+        "key": s.key.path,
+        "id_columns": list(s.id_columns),
+        "fields": [
+            {
+                "key": f.key,
+                "code_version": f.code_version,
+                "deps": None if f.deps is None else [
+                    {"feature": fd.feature.path, "fields": None if fd.fields is None else list(fd.fields)}
+                    for fd in f.deps
+                ],
+                "description": f.description,
+            }
+            for f in s.fields
+        ],
+        "deps": [
+            {
+                "feature": dep.feature.path,
+                "rename": dict(dep.rename),
+                "select": None if dep.select is None else list(dep.select),
+                "filters": list(dep.filters),
+                "lineage": {"kind": dep.lineage.kind, "on": list(dep.lineage.on)},
+                "optional": dep.optional,
+            }
+            for dep in s.deps
+        ],
+        "description": s.description,
+        "tags": dict(s.tags),
+        "columns": {c: repr(t) for c, t in d.columns.items()},
+    }
+
+
+def _spec_from_dict(data: Mapping[str, Any]) -> FeatureDefinition:
+    spec = FeatureSpec(
+        data["key"],
+        id_columns=data["id_columns"],
+        fields=[
+            FieldSpec(
+                f["key"],
+                code_version=f["code_version"],
+                deps=None if f["deps"] is None else [FieldDep(d["feature"], d["fields"]) for d in f["deps"]],
+                description=f.get("description"),
+            )
+            for f in data["fields"]
+        ],
+        deps=[
+            FeatureDep(
+                d["feature"],
+                rename=d["rename"],
+                select=d["select"],
+                filters=d["filters"],
+                lineage=Lineage(d["lineage"]["kind"], tuple(d["lineage"]["on"])),
+                optional=d["optional"],
+            )
+            for d in data["deps"]
+        ],
+        description=data.get("description"),
+        tags=data.get("tags"),
+    )
+    return FeatureDefinition(spec, {c: _parse_dtype(t) for c, t in data["columns"].items()})

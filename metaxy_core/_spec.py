@@ -1,0 +1,282 @@
+"""Frozen specs: fields, field deps, feature deps with lineage, features."""
+
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from metaxy_core._errors import SpecError
+from metaxy_core._keys import FeatureKey, validate_field_key
+
+LineageKind = Literal["identity", "aggregation", "expansion"]
+KeyLike = str | Sequence[str] | FeatureKey
+
+
+def _key_of(feature: Any) -> FeatureKey:
+    """Accept a key, a key string/parts, a spec, or a feature class."""
+    spec = getattr(feature, "spec", None)
+    if isinstance(spec, FeatureSpec):
+        return spec.key
+    if isinstance(feature, FeatureSpec):
+        return feature.key
+    return FeatureKey.of(feature)
+
+
+@dataclass(frozen=True)
+class Lineage:
+    """How rows of an upstream map to rows of the feature.
+
+    `identity` is 1:1 on the id columns; `aggregation(on=...)` is N:1 (one feature row per
+    group of upstream rows); `expansion(on=...)` is 1:N (each upstream row yields several
+    feature rows that share the `on` columns).
+
+    Example:
+        >>> Lineage.aggregation(on=["speaker_id"]).kind
+        'aggregation'
+    """
+
+    kind: LineageKind = "identity"
+    on: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("identity", "aggregation", "expansion"):
+            raise SpecError(f"Unknown lineage kind {self.kind!r}: use identity, aggregation or expansion.")
+        object.__setattr__(self, "on", tuple(self.on))
+        if self.kind == "identity" and self.on:
+            raise SpecError("Identity lineage takes no 'on' columns.")
+        if self.kind != "identity" and not self.on:
+            raise SpecError(f"{self.kind.capitalize()} lineage needs 'on' columns.")
+
+    @classmethod
+    def identity(cls) -> "Lineage":
+        """1:1 on the id columns."""
+        return cls("identity")
+
+    @classmethod
+    def aggregation(cls, *, on: Sequence[str]) -> "Lineage":
+        """N:1: one feature row per group of upstream rows sharing `on`."""
+        return cls("aggregation", tuple(on))
+
+    @classmethod
+    def expansion(cls, *, on: Sequence[str]) -> "Lineage":
+        """1:N: each upstream row (keyed by `on`) yields several feature rows."""
+        return cls("expansion", tuple(on))
+
+
+@dataclass(frozen=True, init=False)
+class FieldDep:
+    """A field's dependency on fields of one upstream feature (`fields=None`: all of them)."""
+
+    feature: FeatureKey
+    fields: tuple[str, ...] | None
+
+    def __init__(self, feature: Any, fields: Sequence[str] | None = None) -> None:
+        object.__setattr__(self, "feature", _key_of(feature))
+        if isinstance(fields, str):
+            fields = [fields]
+        object.__setattr__(
+            self, "fields", None if fields is None else tuple(validate_field_key(f) for f in fields)
+        )
+
+
+@dataclass(frozen=True, init=False)
+class FieldSpec:
+    """A logical part of a sample's data with the code version its author bumps.
+
+    Args:
+        key: the field name (`audio`).
+        code_version: bump it when the algorithm producing this field changes.
+        deps: explicit parent fields; `None` uses the default mapping (the same-named
+            field of each upstream if it has one, otherwise all of that upstream's fields).
+        description: shown in Dagster; never changes versions.
+
+    Example:
+        >>> FieldSpec("faces", code_version="2", deps=[FieldDep("crop", ["frames"])]).code_version
+        '2'
+    """
+
+    key: str
+    code_version: str
+    deps: tuple[FieldDep, ...] | None
+    description: str | None
+
+    def __init__(
+        self,
+        key: str,
+        *,
+        code_version: str | int = "1",
+        deps: Iterable[FieldDep] | Mapping[Any, Sequence[str] | None] | None = None,
+        description: str | None = None,
+    ) -> None:
+        object.__setattr__(self, "key", validate_field_key(key))
+        if not isinstance(code_version, str | int) or str(code_version) == "":
+            raise SpecError(f"Field {key!r}: code_version must be a non-empty string.")
+        object.__setattr__(self, "code_version", str(code_version))
+        if isinstance(deps, Mapping):
+            deps = [FieldDep(k, v) for k, v in deps.items()]
+        object.__setattr__(self, "deps", None if deps is None else tuple(deps))
+        object.__setattr__(self, "description", description)
+
+
+@dataclass(frozen=True, init=False)
+class FeatureDep:
+    """An edge from an upstream feature with its per-edge options.
+
+    Args:
+        feature: the upstream (key, spec or feature class).
+        rename: upstream column -> column name seen by this feature.
+        select: upstream user columns to carry (default: all of them).
+        filters: SQL predicates on the upstream's columns (after rename), e.g. `"duration > 5"`.
+        lineage: how upstream rows map to rows of this feature (default identity).
+        optional: left join: samples missing upstream still appear.
+
+    Example:
+        >>> FeatureDep("video", rename={"path": "video_path"}).rename
+        (('path', 'video_path'),)
+    """
+
+    feature: FeatureKey
+    rename: tuple[tuple[str, str], ...]
+    select: tuple[str, ...] | None
+    filters: tuple[str, ...]
+    lineage: Lineage
+    optional: bool
+
+    def __init__(
+        self,
+        feature: Any,
+        *,
+        rename: Mapping[str, str] | None = None,
+        select: Sequence[str] | None = None,
+        filters: Sequence[str] | str = (),
+        lineage: Lineage | None = None,
+        optional: bool = False,
+    ) -> None:
+        object.__setattr__(self, "feature", _key_of(feature))
+        object.__setattr__(self, "rename", tuple(sorted((rename or {}).items())))
+        object.__setattr__(self, "select", None if select is None else tuple(select))
+        filters = (filters,) if isinstance(filters, str) else tuple(filters)
+        for predicate in filters:
+            if not isinstance(predicate, str) or not predicate.strip():
+                raise SpecError(f"Dep on {self.feature}: filters must be non-empty SQL predicates.")
+        object.__setattr__(self, "filters", filters)
+        object.__setattr__(self, "lineage", lineage or Lineage.identity())
+        object.__setattr__(self, "optional", bool(optional))
+
+    @property
+    def rename_map(self) -> dict[str, str]:
+        """The rename option as a dict."""
+        return dict(self.rename)
+
+
+@dataclass(frozen=True, init=False)
+class FeatureSpec:
+    """The definition of a feature: key, id columns, fields and deps.
+
+    Args:
+        key: `"a/b"` string or parts.
+        id_columns: columns that identify a sample.
+        fields: field specs or plain field names (code version "1").
+        deps: upstream features (keys, specs, feature classes or `FeatureDep`).
+        description, tags, metadata: shown in Dagster; never change versions.
+
+    Raises:
+        SpecError: on empty id columns, duplicate fields or deps.
+
+    Example:
+        >>> FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"]).field_keys
+        ('audio', 'frames')
+    """
+
+    key: FeatureKey
+    id_columns: tuple[str, ...]
+    fields: tuple[FieldSpec, ...]
+    deps: tuple[FeatureDep, ...]
+    description: str | None
+    tags: tuple[tuple[str, str], ...]
+    metadata: tuple[tuple[str, Any], ...] = field(compare=False)
+
+    def __init__(
+        self,
+        key: KeyLike,
+        *,
+        id_columns: Sequence[str],
+        fields: Sequence[FieldSpec | str] = ("default",),
+        deps: Sequence[Any] = (),
+        description: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> None:
+        fkey = FeatureKey.of(key)
+        object.__setattr__(self, "key", fkey)
+        if isinstance(id_columns, str):
+            id_columns = [id_columns]
+        if not id_columns or len(set(id_columns)) != len(id_columns):
+            raise SpecError(f"Feature {fkey}: id_columns must be a non-empty list without repeats.")
+        object.__setattr__(self, "id_columns", tuple(id_columns))
+        specs = tuple(f if isinstance(f, FieldSpec) else FieldSpec(f) for f in fields)
+        names = [f.key for f in specs]
+        if not specs or len(set(names)) != len(names):
+            raise SpecError(f"Feature {fkey}: fields must be non-empty and unique, got {names}.")
+        object.__setattr__(self, "fields", specs)
+        edges = tuple(d if isinstance(d, FeatureDep) else FeatureDep(d) for d in deps)
+        upstreams = [d.feature for d in edges]
+        if len(set(upstreams)) != len(upstreams):
+            raise SpecError(f"Feature {fkey}: each upstream may appear once in deps, got {upstreams}.")
+        if fkey in upstreams:
+            raise SpecError(f"Feature {fkey} depends on itself.")
+        object.__setattr__(self, "deps", edges)
+        object.__setattr__(self, "description", description)
+        object.__setattr__(self, "tags", tuple(sorted((tags or {}).items())))
+        object.__setattr__(self, "metadata", tuple(sorted((metadata or {}).items())))
+
+    @property
+    def field_keys(self) -> tuple[str, ...]:
+        """The field names in declaration order."""
+        return tuple(f.key for f in self.fields)
+
+    def field(self, name: str) -> FieldSpec:
+        """The field spec named `name`."""
+        for f in self.fields:
+            if f.key == name:
+                return f
+        raise SpecError(f"Feature {self.key} has no field {name!r}; fields: {list(self.field_keys)}.")
+
+    def dep(self, upstream: Any) -> FeatureDep:
+        """The dep edge on `upstream`."""
+        key = _key_of(upstream)
+        for d in self.deps:
+            if d.feature == key:
+                return d
+        raise SpecError(f"Feature {self.key} has no dep on {key}.")
+
+    @property
+    def is_root(self) -> bool:
+        """True if the feature has no upstream features."""
+        return not self.deps
+
+    @property
+    def parent_key(self) -> tuple[str, ...]:
+        """Columns that key the increment: the expansion `on` columns, else the id columns."""
+        for d in self.deps:
+            if d.lineage.kind == "expansion":
+                return d.lineage.on
+        return self.id_columns
+
+    def with_field_code_version(self, field_key: str, code_version: str | int) -> "FeatureSpec":
+        """A copy with one field's code version changed."""
+        fields = [
+            FieldSpec(f.key, code_version=code_version, deps=f.deps, description=f.description)
+            if f.key == field_key
+            else f
+            for f in self.fields
+        ]
+        self.field(field_key)
+        return FeatureSpec(
+            self.key,
+            id_columns=self.id_columns,
+            fields=fields,
+            deps=self.deps,
+            description=self.description,
+            tags=dict(self.tags),
+            metadata=dict(self.metadata),
+        )

@@ -1,0 +1,67 @@
+"""Row hash settings: one named algorithm and length, the same bytes on every store."""
+
+import hashlib
+from dataclasses import dataclass
+from enum import StrEnum
+
+from metaxy_core._errors import SpecError
+
+
+class HashAlgorithm(StrEnum):
+    """Row hash algorithms every store computes identically.
+
+    `xxh3_64` (default) is fastest and written as a decimal string; `md5` and `sha256`
+    are lowercase hex.
+    """
+
+    XXH3_64 = "xxh3_64"
+    MD5 = "md5"
+    SHA256 = "sha256"
+
+
+_FULL_LENGTH = {HashAlgorithm.XXH3_64: 20, HashAlgorithm.MD5: 32, HashAlgorithm.SHA256: 64}
+
+
+@dataclass(frozen=True)
+class HashSettings:
+    """The row hash algorithm and how many leading characters of it to keep.
+
+    Args:
+        algorithm: a `HashAlgorithm` or its name.
+        length: keep this many leading characters (default: the whole hash).
+
+    Example:
+        >>> HashSettings("md5", length=16).describe()
+        'md5/16'
+    """
+
+    algorithm: HashAlgorithm = HashAlgorithm.XXH3_64
+    length: int | None = None
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "algorithm", HashAlgorithm(self.algorithm))
+        except ValueError:
+            names = ", ".join(a.value for a in HashAlgorithm)
+            raise SpecError(f"Unknown hash algorithm {self.algorithm!r}; use one of: {names}.") from None
+        if self.length is not None and not 8 <= self.length <= _FULL_LENGTH[self.algorithm]:
+            raise SpecError(
+                f"Hash length {self.length} is out of range for {self.algorithm.value}: "
+                f"use 8..{_FULL_LENGTH[self.algorithm]} or None."
+            )
+
+    def describe(self) -> str:
+        """`algorithm/length` as recorded in a store."""
+        return f"{self.algorithm.value}/{self.length or 'full'}"
+
+    @classmethod
+    def parse(cls, text: str) -> "HashSettings":
+        """Inverse of `describe`."""
+        algorithm, _, length = text.partition("/")
+        return cls(HashAlgorithm(algorithm), None if length in ("", "full") else int(length))
+
+
+def definition_hash(*parts: str) -> str:
+    """Hash of definition-level parts (versions of fields, features, projects)."""
+    text = "\x1f".join(parts)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
