@@ -61,6 +61,10 @@ class MetadataStore(ABC):
     def _close(self) -> None:
         """Release resources."""
 
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+        """The latest row per sample (soft-deleted included); stores with a current view override it."""
+        return self.engine.latest(self._scan(table), ids, C.WRITE_ID)
+
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _open(self) -> None:
@@ -106,7 +110,7 @@ class MetadataStore(ABC):
         key, table = self._table(feature)
         if not self._exists(table):
             return None
-        frame = self.engine.latest(self._scan(table), self.graph.spec(key).id_columns, C.WRITE_ID)
+        frame = self._scan_latest(table, self.graph.spec(key).id_columns)
         if not include_deleted:
             frame = frame.filter(nw.col(C.DELETED_AT).is_null())
         return frame

@@ -1,8 +1,11 @@
 """MemoryStore: polars frames in a dict. The reference implementation and the test double."""
 
+from collections.abc import Sequence
+
 import narwhals as nw
 import polars as pl
 
+from metaxy_core import _columns as C
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores._base import MetadataStore
 from metaxy_core.versioning._hashing import HashSettings
@@ -20,6 +23,9 @@ class MemoryStore(MetadataStore):
         super().__init__(graph, hash_settings=hash_settings)
         self.engine = PolarsEngine()
         self._tables: dict[str, pl.DataFrame] = {}
+        # The current view (latest row per sample) is kept next to the log so reads stay
+        # flat however often samples are rewritten. Keyed by table: (id columns, rows).
+        self._current_view: dict[str, tuple[list[str], pl.DataFrame]] = {}
 
     def _exists(self, table: str) -> bool:
         return table in self._tables
@@ -27,9 +33,25 @@ class MemoryStore(MetadataStore):
     def _scan(self, table: str) -> nw.LazyFrame:
         return nw.from_native(self._tables[table].lazy())
 
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+        cached = self._current_view.get(table)
+        if cached is None or cached[0] != list(ids):
+            rows = self.engine.latest(self._scan(table), ids, C.WRITE_ID).collect().to_native()
+            cached = self._current_view[table] = (list(ids), rows)
+        return nw.from_native(cached[1].lazy())
+
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         old = self._tables.get(table)
         self._tables[table] = rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
+        cached = self._current_view.pop(table, None)
+        if cached is None or rows.is_empty():
+            return
+        ids, current = cached
+        # Only newer writes can be folded in; older ones (copies) force a rebuild.
+        if current.is_empty() or rows[C.WRITE_ID].min() > current[C.WRITE_ID].max():  # type: ignore[operator]
+            kept = current.join(rows.select(ids), on=ids, how="anti")
+            self._current_view[table] = (ids, pl.concat([kept, rows], how="diagonal_relaxed"))
 
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
         self._tables[table] = self._tables[table].join(ids, on=ids.columns, how="anti")
+        self._current_view.pop(table, None)
