@@ -1,0 +1,127 @@
+"""Our side of the benchmark: metaxy_core's stores on the files of data.py.
+
+Run it in the project venv:
+    .venv/bin/python benchmarks/ours_runner.py [--n 10000 100000 1000000]
+        [--graph simple wide] [--phase new stale] [--store memory duckdb delta] [--rounds 5]
+
+Same protocol as peer_runner.py: the phase's starting state is written once (untimed), each
+round opens a fresh copy of it and times only `store.resolve_update("leaf")`, collected into
+polars. The increment is checked (new: N new rows; stale: exactly the 10% changed ids).
+One JSON line per case, with the median of the rounds.
+"""
+
+import argparse
+import gc
+import json
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import polars as pl
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import metaxy_core as mx  # noqa: E402
+
+from data import CHANGED_ROOT, DEFAULT_DATA_DIR, DEFAULT_NS, GRAPHS, expected, load_roots, load_stale_ids  # noqa: E402
+
+
+def build_graph(name: str) -> mx.FeatureGraph:
+    spec = GRAPHS[name]
+    roots = [mx.FeatureSpec(r, id_columns=["sample_id"], fields=fields) for r, fields in spec["roots"].items()]
+    leaf = mx.FeatureSpec(
+        "leaf",
+        id_columns=["sample_id"],
+        fields=[mx.FieldSpec(f, deps=[mx.FieldDep(r, fs) for r, fs in parents.items()]) for f, parents in spec["leaf"].items()],
+        deps=list(spec["roots"]),
+    )
+    return mx.FeatureGraph([*roots, leaf])
+
+
+def opener(kind: str, graph: mx.FeatureGraph) -> Callable[[Path], mx.MetadataStore]:
+    if kind == "memory":
+        return lambda where: mx.MemoryStore(graph)
+    if kind == "duckdb":
+        return lambda where: mx.DuckDBStore(where / "store.duckdb", graph)  # type: ignore[attr-defined]
+    if kind == "delta":
+        return lambda where: mx.DeltaStore(str(where / "delta"), graph)  # type: ignore[attr-defined]
+    raise ValueError(kind)
+
+
+def write_root(store: mx.MetadataStore, root: str, frame: pl.DataFrame) -> None:
+    increment = store.resolve_update(root, samples=frame)
+    store.write(root, increment.to_compute())
+
+
+def setup(store: mx.MetadataStore, graph_name: str, phase: str, roots: dict[str, pl.DataFrame], rewrite: pl.DataFrame) -> None:
+    for root, frame in roots.items():
+        write_root(store, root, frame)
+    if phase == "stale":
+        store.write("leaf", store.resolve_update("leaf").new)
+        write_root(store, CHANGED_ROOT, rewrite)
+
+
+def check(increment: mx.Increment, phase: str, n: int, stale_ids: set[str]) -> None:
+    counts = increment.counts()
+    want = expected(n)[phase]
+    assert counts["new"] == want["new"] and counts["stale"] == want["stale"], (phase, counts)
+    assert counts["orphaned"] == 0, counts
+    if phase == "stale":
+        assert set(increment.stale["sample_id"]) == stale_ids
+
+
+def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_dir: str) -> dict:
+    graph = build_graph(graph_name)
+    open_store = opener(kind, graph)
+    roots, rewrite = load_roots(data_dir, graph_name, n)
+    stale_ids = load_stale_ids(data_dir, graph_name, n) if phase == "stale" else set()
+    times = []
+    with tempfile.TemporaryDirectory(prefix="metaxy-bench-") as tmp:
+        template = Path(tmp) / "template"
+        template.mkdir()
+        base = open_store(template)
+        setup(base, graph_name, phase, roots, rewrite)
+        base.close()
+        for i in range(rounds):
+            where = Path(tmp) / f"round{i}"
+            if kind == "memory":
+                where.mkdir()
+                store = open_store(where)
+                setup(store, graph_name, phase, roots, rewrite)
+            else:
+                shutil.copytree(template, where)
+                store = open_store(where)
+            gc.collect()
+            start = time.perf_counter()
+            increment = store.resolve_update("leaf")
+            times.append((time.perf_counter() - start) * 1000)
+            check(increment, phase, n, stale_ids)
+            store.close()
+            shutil.rmtree(where, ignore_errors=True)
+    return {
+        "impl": "ours", "store": kind, "graph": graph_name, "phase": phase, "n": n,
+        "median_ms": round(statistics.median(times), 1), "rounds": [round(t, 1) for t in times],
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=DEFAULT_DATA_DIR)
+    p.add_argument("--n", type=int, nargs="+", default=list(DEFAULT_NS))
+    p.add_argument("--graph", nargs="+", default=list(GRAPHS), choices=list(GRAPHS))
+    p.add_argument("--phase", nargs="+", default=["new", "stale"], choices=["new", "stale"])
+    p.add_argument("--store", nargs="+", default=["memory", "duckdb", "delta"])
+    p.add_argument("--rounds", type=int, default=5)
+    args = p.parse_args()
+    for kind in args.store:
+        for graph_name in args.graph:
+            for n in args.n:
+                for phase in args.phase:
+                    print(json.dumps(run_case(kind, graph_name, phase, n, args.rounds, args.data_dir)), flush=True)
+
+
+if __name__ == "__main__":
+    main()
