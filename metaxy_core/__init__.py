@@ -29,7 +29,11 @@ from metaxy_core._spec import (
     FieldSpec as FieldSpec,
     Lineage as Lineage,
 )
-from metaxy_core.stores import MemoryStore as MemoryStore, MetadataStore as MetadataStore
+from metaxy_core.stores import (
+    DuckDBStore as DuckDBStore,
+    MemoryStore as MemoryStore,
+    MetadataStore as MetadataStore,
+)
 from metaxy_core.versioning import (
     HashAlgorithm as HashAlgorithm,
     HashSettings as HashSettings,
@@ -40,6 +44,7 @@ from metaxy_core.versioning import (
 )
 
 __all__ = [
+    "DuckDBStore",
     "Feature",
     "FeatureDefinition",
     "FeatureDep",

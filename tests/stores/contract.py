@@ -32,7 +32,9 @@ VIDEO_ORDER = ["video", "crop", "face_detection", "transcript"]
 # -- small graphs for the lineage kinds -------------------------------------------------------
 
 
-class Utterance(mx.Feature, spec=mx.FeatureSpec("utterance", id_columns=["utt_id"], fields=["audio"])):
+class Utterance(
+    mx.Feature, spec=mx.FeatureSpec("utterance", id_columns=["utt_id"], fields=["audio"])
+):
     speaker_id: str
 
 
@@ -60,7 +62,9 @@ class Frame(
     frame_idx: int
 
 
-class Caption(mx.Feature, spec=mx.FeatureSpec("caption", id_columns=["sample_id"], fields=["text"])):
+class Caption(
+    mx.Feature, spec=mx.FeatureSpec("caption", id_columns=["sample_id"], fields=["text"])
+):
     caption: str
 
 
@@ -71,7 +75,9 @@ class Clip(
         id_columns=["sample_id"],
         fields=["clip"],
         deps=[
-            mx.FeatureDep(Video, rename={"path": "video_path"}, filters=["video_path <> 'skip.mp4'"]),
+            mx.FeatureDep(
+                Video, rename={"path": "video_path"}, filters=["video_path <> 'skip.mp4'"]
+            ),
             mx.FeatureDep(Caption, optional=True),
         ],
     ),
@@ -135,10 +141,12 @@ class StoreContract:
         assert rows["sample_id"].to_list() == [f"s{i:04d}" for i in range(5)]
         assert rows["path"].to_list() == ["v.mp4"] * 5
         assert rows[C.PROVENANCE].null_count() == 0
-        assert rows.schema["path"] == pl.String and rows.schema[C.CREATED_AT] == pl.Datetime("us", "UTC")
-        assert store.read("video", columns=["path"], filters=["sample_id = 's0001'"]).to_dicts() == [
-            {"sample_id": "s0001", "path": "v.mp4"}
-        ]
+        assert rows.schema["path"] == pl.String and rows.schema[C.CREATED_AT] == pl.Datetime(
+            "us", "UTC"
+        )
+        assert store.read(
+            "video", columns=["path"], filters=["sample_id = 's0001'"]
+        ).to_dicts() == [{"sample_id": "s0001", "path": "v.mp4"}]
 
     def test_history_keeps_every_row_and_latest_wins(self, store):
         write_root(store, "video", inputs(3), path="v1.mp4")
@@ -160,10 +168,14 @@ class StoreContract:
         write_root(store, "video", inputs(3), path="v.mp4")
         assert store.delete("video", pl.DataFrame({"sample_id": ["s0000", "s0009"]})) == 1
         assert store.read("video")["sample_id"].to_list() == ["s0001", "s0002"]
-        deleted = store.read("video", include_deleted=True).filter(pl.col(C.DELETED_AT).is_not_null())
+        deleted = store.read("video", include_deleted=True).filter(
+            pl.col(C.DELETED_AT).is_not_null()
+        )
         assert deleted["sample_id"].to_list() == ["s0000"]
         assert store.history("video").height == 4
-        assert store.resolve_update("video", samples=inputs(3)).new["sample_id"].to_list() == ["s0000"]
+        assert store.resolve_update("video", samples=inputs(3)).new["sample_id"].to_list() == [
+            "s0000"
+        ]
         write_root(store, "video", inputs(3), path="v.mp4")
         assert store.read("video").height == 3
 
@@ -178,7 +190,9 @@ class StoreContract:
 
     def test_video_first_run_then_nothing(self, store):
         first = materialize_video(store, inputs())
-        assert {k: inc.counts()["new"] for k, inc in first.items()} == dict.fromkeys(VIDEO_ORDER, 100)
+        assert {k: inc.counts()["new"] for k, inc in first.items()} == dict.fromkeys(
+            VIDEO_ORDER, 100
+        )
         assert all(inc.is_empty for inc in materialize_video(store, inputs()).values())
 
     def test_video_code_bump_stales_only_readers(self, store):
@@ -187,7 +201,9 @@ class StoreContract:
         seen = {}
         for key in VIDEO_ORDER:
             assert store.resolve_update("face_detection").is_empty
-            seen[key] = compute_increment(store, key, VALUES[key], samples=inputs() if key == "video" else None)
+            seen[key] = compute_increment(
+                store, key, VALUES[key], samples=inputs() if key == "video" else None
+            )
         assert seen["video"].stale_fields() == {"audio": {"code": 100}}
         assert seen["crop"].stale_fields() == {"audio": {"upstream": 100}}
         assert seen["transcript"].stale_fields() == {"text": {"upstream": 100}}
@@ -230,18 +246,32 @@ class StoreContract:
         write_root(lstore, "video", inputs(3), path="v.mp4")
         inc = lstore.resolve_update("frame")
         assert sorted(inc.new["sample_id"]) == ["s0000", "s0001", "s0002"]
-        children = inc.new.select("sample_id").join(pl.DataFrame({"frame_idx": [0, 1]}), how="cross")
+        children = inc.new.select("sample_id").join(
+            pl.DataFrame({"frame_idx": [0, 1]}), how="cross"
+        )
         lstore.write("frame", mx.stamp_children(inc.new, children, on=["sample_id"]))
         assert lstore.read("frame").height == 6
         assert lstore.resolve_update("frame").is_empty
-        write_root(lstore, "video", inputs(3, audio_suffix="-v2", changed=3).with_columns(
-            pl.when(pl.col("sample_id") == "s0001").then(pl.lit("f-new")).otherwise("frames").alias("frames")
-        ), path="v.mp4")
+        write_root(
+            lstore,
+            "video",
+            inputs(3, audio_suffix="-v2", changed=3).with_columns(
+                pl.when(pl.col("sample_id") == "s0001")
+                .then(pl.lit("f-new"))
+                .otherwise("frames")
+                .alias("frames")
+            ),
+            path="v.mp4",
+        )
         assert lstore.resolve_update("frame").stale["sample_id"].to_list() == ["s0001"]
 
     def test_rename_dep_filter_and_optional_dep(self, lstore):
         rows = lstore.resolve_update("video", samples=inputs(4)).new
-        path = pl.when(pl.col("sample_id") == "s0003").then(pl.lit("skip.mp4")).otherwise(pl.lit("v.mp4"))
+        path = (
+            pl.when(pl.col("sample_id") == "s0003")
+            .then(pl.lit("skip.mp4"))
+            .otherwise(pl.lit("v.mp4"))
+        )
         lstore.write("video", rows.with_columns(path.alias("path")))
         inc = lstore.resolve_update("clip")
         assert inc.status is mx.IncrementStatus.OK
@@ -271,11 +301,20 @@ class StoreContract:
     def test_bad_input_raises_and_writes_nothing(self, store, case, match):
         write_root(store, "video", inputs(2), path="v.mp4")
         before = store.history("video")
-        good = store.resolve_update("video", samples=inputs(4)).to_compute().with_columns(path=pl.lit("x"))
+        good = (
+            store.resolve_update("video", samples=inputs(4))
+            .to_compute()
+            .with_columns(path=pl.lit("x"))
+        )
         bad = {
             "unknown_feature": ("nope", good),
             "missing_id": ("video", good.drop("sample_id")),
-            "null_id": ("video", good.with_columns(sample_id=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("sample_id"))),
+            "null_id": (
+                "video",
+                good.with_columns(
+                    sample_id=pl.when(pl.int_range(pl.len()) == 0).then(None).otherwise("sample_id")
+                ),
+            ),
             "duplicate_id": ("video", pl.concat([good, good.head(1)])),
             "wrong_dtype": ("video", good.with_columns(path=pl.lit(3))),
             "unknown_column": ("video", good.with_columns(extra=pl.lit(1))),
@@ -340,4 +379,3 @@ class StoreContract:
         source.copy_to(store, features=["video"])
         assert store.history("video").height == 9
         assert store.resolve_update("crop").counts() == {"new": 0, "stale": 3, "orphaned": 0}
-

@@ -1,0 +1,210 @@
+"""DuckDBStore: the embedded default, one database file, increments computed as SQL inside it."""
+
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import duckdb
+import narwhals as nw
+import polars as pl
+
+from metaxy_core import _columns as C
+from metaxy_core._errors import StoreError, StoreLockedError
+from metaxy_core._graph import FeatureGraph
+from metaxy_core.stores._base import MetadataStore
+from metaxy_core.stores._duckdb_engine import DuckDBEngine, quote, register_functions, to_arrow
+from metaxy_core.versioning._hashing import HashSettings
+
+# Latest row per sample of every feature table, maintained in the same transaction as the log.
+CURRENT_SCHEMA = "metaxy_current"
+_STAGED = "__metaxy_staged"
+_LOCK_RETRY_SECONDS = 0.1
+
+
+class DuckDBStore(MetadataStore):
+    """Feature metadata in a DuckDB database file; `resolve_update` runs inside DuckDB.
+
+    Each feature has an append-only log table (`FeatureKey.table_name`, full history) and a
+    current table (`metaxy_current.<table>`: the latest row per sample, soft-deleted markers
+    included), both changed in one transaction per write. Reads and increments use the
+    current table, so their cost follows the number of samples, not the number of rewrites;
+    `history()` reads the log. Only the increment is collected into polars.
+
+    A DuckDB file admits one writing process at a time: opening a file another process
+    holds is retried for `lock_timeout` seconds. Close the store (or use it as a context
+    manager) to let others in.
+
+    Args:
+        path: the database file (created if missing, unless `read_only`).
+        graph: the feature graph.
+        hash_settings: row hash settings; default: adopt the recorded ones (xxh3_64 if new).
+        lock_timeout: seconds to keep retrying while another process holds the file.
+        read_only: open without write access (several read-only processes may share a file).
+
+    Raises:
+        StoreLockedError: the file stayed locked for `lock_timeout` seconds.
+        HashSettingsMismatchError: `hash_settings` differ from the recorded ones.
+
+    Example:
+        >>> with DuckDBStore("metadata.duckdb", graph) as store:  # doctest: +SKIP
+        ...     increment = store.resolve_update("crop")
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        graph: FeatureGraph,
+        *,
+        hash_settings: HashSettings | None = None,
+        lock_timeout: float = 10.0,
+        read_only: bool = False,
+    ) -> None:
+        super().__init__(graph, hash_settings=hash_settings)
+        self.path = Path(path)
+        self.read_only = read_only
+        self._con = _connect(self.path, read_only=read_only, lock_timeout=lock_timeout)
+        self._lock = threading.RLock()
+        self._exec("SET TimeZone = 'UTC'")
+        register_functions(self._con)
+        self.engine = DuckDBEngine(self._con)
+        try:
+            self._open()
+        except BaseException:
+            self._con.close()
+            raise
+
+    # -- primitives ------------------------------------------------------------------------
+
+    def _exists(self, table: str) -> bool:
+        return self._table_exists("main", table)
+
+    def _table_exists(self, schema: str, table: str) -> bool:
+        found = self._exec(
+            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
+            [schema, table],
+        )
+        return bool(found[0][0])
+
+    def _exec(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
+        """Run a statement to completion (DuckDB refuses new work while a result is pending)."""
+        return self._con.execute(sql, list(params)).fetchall()
+
+    def _scan(self, table: str) -> nw.LazyFrame:
+        return nw.from_native(self._con.sql(f"SELECT * FROM main.{quote(table)}"))
+
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+        if not self._table_exists(CURRENT_SCHEMA, table):  # a file written before current tables
+            return super()._scan_latest(table, ids)
+        return nw.from_native(self._con.sql(f"SELECT * FROM {CURRENT_SCHEMA}.{quote(table)}"))
+
+    def _append(self, table: str, rows: pl.DataFrame) -> None:
+        ids = self._id_columns(table)
+        with self._transaction():
+            self._con.register(_STAGED, to_arrow(rows))
+            try:
+                self._insert("main", table)
+                if ids is not None:
+                    self._refresh_current(table, rows, ids)
+            finally:
+                self._con.unregister(_STAGED)
+
+    def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
+        with self._transaction():
+            self._con.register(_STAGED, to_arrow(ids))
+            try:
+                for schema in ("main", CURRENT_SCHEMA):
+                    if self._table_exists(schema, table):
+                        self._exec(
+                            f"DELETE FROM {schema}.{quote(table)} AS c USING {quote(_STAGED)} AS s "
+                            f"WHERE {_same_ids(ids.columns)}"
+                        )
+            finally:
+                self._con.unregister(_STAGED)
+
+    def _close(self) -> None:
+        self._con.close()
+
+    # -- helpers ---------------------------------------------------------------------------
+
+    def _id_columns(self, table: str) -> list[str] | None:
+        """The id columns of the feature stored in `table` (None for system tables)."""
+        for key in self.graph.keys:
+            if key.table_name == table:
+                return list(self.graph.spec(key).id_columns)
+        return None
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        if self.read_only:
+            raise StoreError(f"DuckDB store {self.path} was opened read_only; open it without read_only to write.")
+        with self._lock:
+            self._con.begin()
+            try:
+                yield
+            except BaseException:
+                self._con.rollback()
+                raise
+            self._con.commit()
+
+    def _insert(self, schema: str, table: str, source: str = _STAGED) -> None:
+        """Append `source` to `schema.table`, creating it or adding missing columns."""
+        target = f"{schema}.{quote(table)}"
+        if not self._table_exists(schema, table):
+            self._exec(f"CREATE SCHEMA IF NOT EXISTS {schema}")
+            self._exec(f"CREATE TABLE {target} AS SELECT * FROM {quote(source)}")
+            return
+        existing = set(self._con.sql(f"SELECT * FROM {target} LIMIT 0").columns)
+        staged = self._con.sql(f"SELECT * FROM {quote(source)} LIMIT 0")
+        for column, dtype in zip(staged.columns, staged.types, strict=True):
+            if column not in existing:
+                self._exec(f"ALTER TABLE {target} ADD COLUMN {quote(column)} {dtype}")
+        self._exec(f"INSERT INTO {target} BY NAME SELECT * FROM {quote(source)}")
+
+    def _refresh_current(self, table: str, rows: pl.DataFrame, ids: list[str]) -> None:
+        """Fold the appended rows into the current table: newer write ids replace older ones."""
+        if rows.select(ids).is_duplicated().any():  # copies carry history: keep each id's newest
+            rows = rows.sort(C.WRITE_ID).unique(subset=ids, keep="last", maintain_order=True)
+            self._con.unregister(_STAGED)
+            self._con.register(_STAGED, to_arrow(rows))
+        current = f"{CURRENT_SCHEMA}.{quote(table)}"
+        if self._table_exists(CURRENT_SCHEMA, table):
+            wid = quote(C.WRITE_ID)
+            # Newer rows replace current ones; rows older than current (copies) are skipped.
+            self._exec(
+                f"DELETE FROM {current} AS c USING {quote(_STAGED)} AS s "
+                f"WHERE {_same_ids(ids)} AND c.{wid} < s.{wid}"
+            )
+            self._exec(
+                f"CREATE OR REPLACE TEMP TABLE __metaxy_fresh AS SELECT s.* FROM {quote(_STAGED)} AS s "
+                f"ANTI JOIN {current} AS c USING ({', '.join(quote(c) for c in ids)})"
+            )
+            self._insert(CURRENT_SCHEMA, table, source="__metaxy_fresh")
+            self._exec("DROP TABLE __metaxy_fresh")
+        else:
+            self._insert(CURRENT_SCHEMA, table)
+
+
+def _same_ids(ids: Sequence[str]) -> str:
+    return " AND ".join(f"c.{quote(c)} = s.{quote(c)}" for c in ids)
+
+
+def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    """Open the file, retrying while another process holds its lock."""
+    if read_only and not path.exists():
+        raise StoreError(f"Cannot open DuckDB store {path} read_only: the file does not exist.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    deadline = time.monotonic() + lock_timeout
+    while True:
+        try:
+            return duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise StoreError(f"Cannot open DuckDB store {path}: {exc}") from exc
+            if time.monotonic() >= deadline:
+                raise StoreLockedError(
+                    f"DuckDB store {path} is locked by another process; gave up after waiting "
+                    f"{lock_timeout:g} s (lock_timeout). Close the other store, or raise lock_timeout."
+                ) from exc
+            time.sleep(_LOCK_RETRY_SECONDS)

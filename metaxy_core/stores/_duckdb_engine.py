@@ -1,0 +1,96 @@
+"""The DuckDB engine: the versioning plan runs as SQL on narwhals-wrapped DuckDB relations.
+
+Only this module and `_duckdb.py` import duckdb. Row hashes equal the polars engine's byte
+for byte: md5 and sha256 are DuckDB built-ins (lowercase hex, like polars-hash); xxh3_64
+has no built-in, so it is an Arrow UDF that calls the very polars-hash function the
+polars engine uses.
+"""
+
+from collections.abc import Mapping, Sequence
+
+import duckdb
+import narwhals as nw
+import polars as pl
+import polars_hash as plh
+import pyarrow as pa
+
+from metaxy_core._errors import SpecError
+from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
+
+XXH3_UDF = "metaxy_xxh3_64"
+
+
+def quote(name: str) -> str:
+    """A SQL identifier, quoted (column names are user-chosen)."""
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _xxh3_64(values: pa.Array) -> pa.Array:
+    """xxh3_64 of each string as the decimal text of the u64, exactly as the polars engine."""
+    series = pl.Series(values)
+    hashed = pl.DataFrame({"v": series}).select(plh.col("v").nchash.xxh3_64().cast(pl.String))
+    return hashed.to_series().to_arrow()
+
+
+def register_functions(con: duckdb.DuckDBPyConnection) -> None:
+    """Register the xxh3_64 UDF on a connection (once per connection)."""
+    con.create_function(
+        XXH3_UDF, _xxh3_64, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
+        type="arrow", side_effects=False,
+    )
+
+
+def hash_sql(column: str, settings: HashSettings) -> str:
+    """The SQL expression hashing a string column as `settings` say."""
+    match settings.algorithm:
+        case HashAlgorithm.XXH3_64:
+            expr = f"{XXH3_UDF}({quote(column)})"
+        case HashAlgorithm.MD5:
+            expr = f"md5({quote(column)})"
+        case HashAlgorithm.SHA256:
+            expr = f"sha256({quote(column)})"
+    return expr if settings.length is None else f"left({expr}, {settings.length})"
+
+
+class DuckDBEngine:
+    """Runs the versioning plan inside DuckDB; frames are lazy relations of one connection."""
+
+    def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
+        self._con = con
+
+    def hash(self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings) -> nw.LazyFrame:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        replaced = [out for out in columns if out in rel.columns]
+        exprs = [duckdb.SQLExpression(hash_sql(src, settings)).alias(out) for out, src in columns.items()]
+        return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
+
+    def sorted_concat(self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]) -> nw.LazyFrame:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        # VARCHAR ordering in DuckDB is by bytes, like polars' string sort.
+        aggs = [
+            duckdb.SQLExpression(f"string_agg({quote(src)}, ',' ORDER BY {quote(src)})").alias(out)
+            for out, src in columns.items()
+        ]
+        keys = [duckdb.ColumnExpression(c) for c in by]
+        return nw.from_native(rel.aggregate([*keys, *aggs], ", ".join(quote(c) for c in by)))
+
+    def filter_sql(self, frame: nw.LazyFrame, predicate: str) -> nw.LazyFrame:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        try:
+            return nw.from_native(rel.filter(predicate))
+        except duckdb.Error as exc:
+            raise SpecError(f"Cannot apply filter {predicate!r}: {exc}") from exc
+
+    def latest(self, frame: nw.LazyFrame, ids: Sequence[str], order_by: str) -> nw.LazyFrame:
+        return frame.filter(nw.col(order_by) == nw.col(order_by).max().over(*ids))
+
+    def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
+        return nw.from_native(self._con.from_arrow(to_arrow(frame)))
+
+
+def to_arrow(frame: pl.DataFrame) -> pa.Table:
+    """Arrow for DuckDB: untyped all-null columns become strings (DuckDB has no NULL column type)."""
+    nulls = [c for c, dtype in frame.schema.items() if dtype == pl.Null]
+    if nulls:
+        frame = frame.with_columns(pl.col(nulls).cast(pl.String))
+    return frame.to_arrow()
