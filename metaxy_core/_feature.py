@@ -71,6 +71,11 @@ class Feature(BaseModel):
     @classmethod
     def column_dtypes(cls) -> dict[str, pl.DataType]:
         """Id columns and user columns with their polars dtypes."""
-        declared = {name: polars_dtype(f.annotation) for name, f in cls.model_fields.items()}
+        declared: dict[str, pl.DataType] = {}
+        for name, f in cls.model_fields.items():
+            try:
+                declared[name] = polars_dtype(f.annotation)
+            except SpecError as exc:  # say which column of which feature
+                raise SpecError(f"Feature {cls.spec.key}, column {name!r}: {exc}") from None
         ids = {c: declared.get(c, pl.String()) for c in cls.spec.id_columns}
         return ids | {n: d for n, d in declared.items() if n not in ids}

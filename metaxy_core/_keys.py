@@ -33,8 +33,10 @@ class FeatureKey:
             parts = key.parts
         elif isinstance(key, str):
             parts = tuple(key.split("/"))
-        else:
+        elif isinstance(key, Sequence):
             parts = tuple(key)
+        else:  # a number, None...: reported like any other malformed key
+            parts = ()
         if not parts or any(not isinstance(p, str) or not _PART.match(p) for p in parts):
             raise InvalidKeyError(
                 f"Invalid feature key {key!r}: use non-empty parts of letters, digits, "
