@@ -30,6 +30,7 @@ from metaxy_core._spec import (
     Lineage as Lineage,
 )
 from metaxy_core.stores import (
+    DeltaStore as DeltaStore,
     DuckDBStore as DuckDBStore,
     MemoryStore as MemoryStore,
     MetadataStore as MetadataStore,
@@ -44,6 +45,7 @@ from metaxy_core.versioning import (
 )
 
 __all__ = [
+    "DeltaStore",
     "DuckDBStore",
     "Feature",
     "FeatureDefinition",

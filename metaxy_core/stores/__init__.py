@@ -1,7 +1,8 @@
 """Metadata stores: one contract (`MetadataStore`), several backends."""
 
 from metaxy_core.stores._base import MetadataStore as MetadataStore
+from metaxy_core.stores._delta import DeltaStore as DeltaStore
 from metaxy_core.stores._duckdb import DuckDBStore as DuckDBStore
 from metaxy_core.stores._memory import MemoryStore as MemoryStore
 
-__all__ = ["DuckDBStore", "MemoryStore", "MetadataStore"]
+__all__ = ["DeltaStore", "DuckDBStore", "MemoryStore", "MetadataStore"]
