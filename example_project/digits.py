@@ -130,7 +130,9 @@ def augment(rows: pl.DataFrame) -> pl.DataFrame:
         parts.append(
             rows.select(IMAGE_ID).with_columns(
                 pl.lit(name).alias("variant"),
-                pl.Series("augmented_pixels", shifted.reshape(-1, 64).tolist(), dtype=pl.List(pl.Float64)),
+                pl.Series(
+                    "augmented_pixels", shifted.reshape(-1, 64).tolist(), dtype=pl.List(pl.Float64)
+                ),
             )
         )
     return pl.concat(parts).sort(IMAGE_ID, "variant")
@@ -148,6 +150,12 @@ def summarize(embeddings: pl.DataFrame) -> pl.DataFrame:
     out = []
     for digit, group in sorted(embeddings.partition_by("digit", as_dict=True).items()):
         vectors = _matrix(group, "vector", EMBEDDING_SIZE)
-        out.append({"digit": digit[0], "centroid": vectors.mean(axis=0).round(12).tolist(), "count": group.height})
+        out.append(
+            {
+                "digit": digit[0],
+                "centroid": vectors.mean(axis=0).round(12).tolist(),
+                "count": group.height,
+            }
+        )
     schema = {"digit": pl.Int64, "centroid": pl.List(pl.Float64), "count": pl.Int64}
     return pl.DataFrame(out, schema=schema)

@@ -115,7 +115,9 @@ class Caption(
     spec=mx.FeatureSpec(
         "caption",
         id_columns=[IMAGE_ID],
-        fields=[mx.FieldSpec("text", deps={"image": ["label"]}, description="Reads only the label.")],
+        fields=[
+            mx.FieldSpec("text", deps={"image": ["label"]}, description="Reads only the label.")
+        ],
         deps=[mx.FeatureDep(Image, select=["digit"])],
         description="A sentence describing the image, built from its label alone.",
     ),

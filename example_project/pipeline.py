@@ -72,8 +72,8 @@ def run_pipeline(store: mx.MetadataStore, images: pl.DataFrame) -> dict[str, mx.
         images: the current source images (`digits.load_images()`).
 
     Example:
-        >>> incs = run_pipeline(mx.MemoryStore(feature_graph()), digits.load_images())  # doctest: +SKIP
-        >>> incs["image"].counts()["new"]  # doctest: +SKIP
+        >>> store = mx.MemoryStore(feature_graph())  # doctest: +SKIP
+        >>> run_pipeline(store, digits.load_images())["image"].counts()["new"]  # doctest: +SKIP
         1797
     """
     done: dict[str, mx.Increment] = {}

@@ -1,4 +1,4 @@
-"""The example pipeline on the in-memory store: what each step recomputes, sample by sample."""
+"""The example pipeline on the memory and DuckDB stores: what each step recomputes."""
 
 import polars as pl
 import pytest
@@ -21,20 +21,33 @@ def images():
     return digits.load_images()
 
 
+@pytest.fixture(params=["memory", "duckdb"])
+def empty_store(request, tmp_path):
+    if request.param == "memory":
+        store = mx.MemoryStore(feature_graph())
+    else:
+        store = mx.DuckDBStore(str(tmp_path / "metaxy.duckdb"), feature_graph())
+    with store:
+        yield store
+
+
 @pytest.fixture
-def store(images):
-    store = mx.MemoryStore(feature_graph())
-    run_pipeline(store, images)
-    return store
+def store(empty_store, images):
+    run_pipeline(empty_store, images)
+    return empty_store
 
 
-def test_full_run_computes_every_sample(images):
-    store = mx.MemoryStore(feature_graph())
+def test_full_run_computes_every_sample(empty_store, images):
+    store = empty_store
     first = run_pipeline(store, images)
     new = {key: c["new"] for key, c in counts(first).items()}
     assert new == {
-        "image": N_IMAGES, "normalized": N_IMAGES, "embedding": N_IMAGES,
-        "augmented": N_IMAGES, "caption": N_IMAGES, "class_summary": 10,
+        "image": N_IMAGES,
+        "normalized": N_IMAGES,
+        "embedding": N_IMAGES,
+        "augmented": N_IMAGES,
+        "caption": N_IMAGES,
+        "class_summary": 10,
     }
     assert store.read("augmented").height == 4 * N_IMAGES
     summary = store.read("class_summary").sort("digit")
