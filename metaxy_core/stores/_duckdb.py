@@ -138,7 +138,9 @@ class DuckDBStore(MetadataStore):
     @contextmanager
     def _transaction(self) -> Iterator[None]:
         if self.read_only:
-            raise StoreError(f"DuckDB store {self.path} was opened read_only; open it without read_only to write.")
+            raise StoreError(
+                f"DuckDB store {self.path} was opened read_only; open it without read_only to write."
+            )
         with self._lock:
             self._con.begin()
             try:

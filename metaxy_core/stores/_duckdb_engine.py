@@ -35,8 +35,12 @@ def _xxh3_64(values: pa.Array) -> pa.Array:
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Register the xxh3_64 UDF on a connection (once per connection)."""
     con.create_function(
-        XXH3_UDF, _xxh3_64, [duckdb.sqltype("VARCHAR")], duckdb.sqltype("VARCHAR"),
-        type="arrow", side_effects=False,
+        XXH3_UDF,
+        _xxh3_64,
+        [duckdb.sqltype("VARCHAR")],
+        duckdb.sqltype("VARCHAR"),
+        type="arrow",
+        side_effects=False,
     )
 
 
@@ -58,13 +62,19 @@ class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
 
-    def hash(self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings) -> nw.LazyFrame:
+    def hash(
+        self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
+    ) -> nw.LazyFrame:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         replaced = [out for out in columns if out in rel.columns]
-        exprs = [duckdb.SQLExpression(hash_sql(src, settings)).alias(out) for out, src in columns.items()]
+        exprs = [
+            duckdb.SQLExpression(hash_sql(src, settings)).alias(out) for out, src in columns.items()
+        ]
         return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
 
-    def sorted_concat(self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]) -> nw.LazyFrame:
+    def sorted_concat(
+        self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]
+    ) -> nw.LazyFrame:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         # VARCHAR ordering in DuckDB is by bytes, like polars' string sort.
         aggs = [
