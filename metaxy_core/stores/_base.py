@@ -10,10 +10,16 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
-from metaxy_core._errors import HashSettingsMismatchError, UnknownFeatureError, WriteValidationError
+from metaxy_core._errors import (
+    HashSettingsMismatchError,
+    SpecError,
+    UnknownFeatureError,
+    WriteValidationError,
+)
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
+from metaxy_core._spec import FeatureSpec
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning import feature_version
 from metaxy_core.versioning._engine import Engine
@@ -179,16 +185,32 @@ class MetadataStore(ABC):
             missing = [d.feature for d in spec.deps if not d.optional and not self.has_feature(d.feature)]
             return empty_increment(spec, missing)
         current = self._current(spec.key)
-        for predicate in filters:
-            expected = self.engine.filter_sql(expected, predicate)
-            current = self.engine.filter_sql(current, predicate)
-        new, stale, orphaned = diff(spec, expected, current)
+        new, stale, orphaned = diff(spec, self._filtered(spec, expected, filters), current)
+        if filters:  # orphans have no upstream row: only predicates on ids can scope them
+            _, _, orphaned = diff(spec, expected, current)
+            for predicate in filters:
+                if set(_predicate_columns(predicate)) <= set(spec.id_columns):
+                    orphaned = self.engine.filter_sql(orphaned, predicate)
         return Increment(
             spec.key,
             new.collect(backend="polars").to_native(),
             split_lists(stale.collect(backend="polars").to_native()),
             orphaned.collect(backend="polars").to_native(),
         )
+
+    def _filtered(self, spec: FeatureSpec, expected: nw.LazyFrame, filters: Sequence[str]) -> nw.LazyFrame:
+        """Apply target filters to the expected rows (key and carried upstream columns)."""
+        available = set(expected.columns)
+        for predicate in filters:
+            unknown = sorted(set(_predicate_columns(predicate)) - available)
+            if unknown:
+                usable = sorted(c for c in available if not c.startswith(C.PREFIX))
+                raise SpecError(
+                    f"Filter {predicate!r} on {spec.key} names unknown column(s) {unknown}; "
+                    f"filters see the increment's columns: {usable}."
+                )
+            expected = self.engine.filter_sql(expected, predicate)
+        return expected
 
     def _expected(self, key: FeatureKey, samples: Any) -> nw.LazyFrame | None:
         spec = self.graph.spec(key)
@@ -493,3 +515,11 @@ class MetadataStore(ABC):
                 other._append(key.table_name, rows)
             copied[key.path] = rows.height
         return copied
+
+
+def _predicate_columns(predicate: str) -> list[str]:
+    """The columns a SQL predicate reads (parsed with polars' SQL parser)."""
+    try:
+        return pl.sql_expr(predicate).meta.root_names()
+    except Exception as exc:
+        raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc
