@@ -1,0 +1,18 @@
+"""metaxy_dagster: the Dagster face of metaxy_core (assets, IO manager, sensors, sources, checks)."""
+
+from metaxy_dagster._assets import feature_asset as feature_asset, feature_assets as feature_assets
+from metaxy_dagster._checks import feature_checks as feature_checks
+from metaxy_dagster._io_manager import MetaxyIOManager as MetaxyIOManager
+from metaxy_dagster._metadata import feature_asset_key as feature_asset_key
+from metaxy_dagster._partitions import batch_partitions as batch_partitions
+from metaxy_dagster._resources import MetaxyStore as MetaxyStore
+
+__all__ = [
+    "MetaxyIOManager",
+    "MetaxyStore",
+    "batch_partitions",
+    "feature_asset",
+    "feature_asset_key",
+    "feature_assets",
+    "feature_checks",
+]

@@ -1,0 +1,158 @@
+"""The asset factory: one Dagster asset per feature, enriched from the feature graph."""
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Optional
+
+import dagster as dg
+import metaxy_core as mx
+
+from metaxy_dagster._checks import check_results, check_specs
+from metaxy_dagster._io_manager import MetaxyIOManager, SourceFn, run_partition_keys
+from metaxy_dagster._metadata import definition_metadata, feature_asset_key, feature_tags, source_asset_key
+from metaxy_dagster._partitions import partition_ids
+
+ComputeFn = Callable[[dg.AssetExecutionContext, mx.Increment], Any]
+DEFAULT_GROUP = "metaxy"
+DEFAULT_KINDS = ("metaxy", "polars")
+IO_MANAGER_KEY = "metaxy_io_manager"
+
+
+def _asset_kwargs(
+    graph: mx.FeatureGraph,
+    feature: Any,
+    *,
+    group_name: Optional[str],
+    kinds: Iterable[str],
+    partitions_def: Optional[dg.PartitionsDefinition],
+    io_manager_key: str,
+    with_source: bool,
+) -> dict[str, Any]:
+    """What every feature asset gets: key, deps, group, kinds, tags, description, versions, metadata."""
+    spec = graph.spec(feature)
+    deps = [feature_asset_key(d.feature) for d in spec.deps]
+    if spec.is_root and with_source:
+        deps.append(source_asset_key(spec.key))
+    fields = ", ".join(spec.field_keys)
+    return {
+        "key": feature_asset_key(spec.key),
+        "deps": deps,
+        "group_name": group_name,
+        "kinds": set(kinds),
+        "tags": feature_tags(spec),
+        "description": spec.description or f"metaxy feature {spec.key} (fields: {fields})",
+        "code_version": mx.feature_code_version(graph, spec.key),
+        "metadata": definition_metadata(graph, spec.key),
+        "partitions_def": partitions_def,
+        "io_manager_key": io_manager_key,
+    }
+
+
+def feature_asset(
+    graph: mx.FeatureGraph,
+    feature: Any,
+    *,
+    group_name: Optional[str] = DEFAULT_GROUP,
+    kinds: Iterable[str] = DEFAULT_KINDS,
+    partitions_def: Optional[dg.PartitionsDefinition] = None,
+    io_manager_key: str = IO_MANAGER_KEY,
+    deps: Sequence[Any] = (),
+    **asset_kwargs: Any,
+) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
+    """Decorate a hand-written asset body with the feature's key, deps, versions and metadata.
+
+    Args:
+        graph: the feature graph.
+        feature: the feature key, spec or class.
+        group_name, kinds, partitions_def, io_manager_key: as for `dg.asset`.
+        deps: extra upstream assets besides the feature's deps.
+        **asset_kwargs: any other `dg.asset` argument (resources, check_specs, ...).
+
+    Example:
+        >>> @feature_asset(graph, "crop")                    # doctest: +SKIP
+        ... def crop(context, metaxy_store: MetaxyStore): ...
+    """
+    kwargs = _asset_kwargs(
+        graph, feature, group_name=group_name, kinds=kinds, partitions_def=partitions_def,
+        io_manager_key=io_manager_key, with_source=False,
+    )
+    kwargs["deps"] = [*kwargs["deps"], *deps]
+    kwargs["tags"] = {**kwargs["tags"], **asset_kwargs.pop("tags", {})}
+    kwargs["metadata"] = {**kwargs["metadata"], **asset_kwargs.pop("metadata", {})}
+    return dg.asset(**kwargs, **asset_kwargs)
+
+
+def _feature_asset(
+    graph: mx.FeatureGraph,
+    key: mx.FeatureKey,
+    compute: ComputeFn,
+    source: Optional[SourceFn],
+    kwargs: dict[str, Any],
+) -> dg.AssetsDefinition:
+    io_manager_key = kwargs["io_manager_key"]
+
+    @dg.asset(
+        **kwargs,
+        check_specs=check_specs(key),
+        required_resource_keys={io_manager_key},
+    )
+    def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
+        io: MetaxyIOManager = getattr(context.resources, io_manager_key)
+        increment = io.load_increment(context, key, source=source)
+        context.log.info(increment.describe())
+        rows = compute(context, increment) if increment.to_compute().height else None
+        yield io.output(increment, rows)
+        store = io.store.open()
+        ids = partition_ids(store, run_partition_keys(context))
+        selected = context.selected_asset_check_keys
+        for result in check_results(store, key, ids, source):
+            if dg.AssetCheckKey(feature_asset_key(key), result.check_name or "") in selected:
+                yield result
+
+    return _asset
+
+
+def feature_assets(
+    graph: mx.FeatureGraph,
+    computes: Mapping[Any, ComputeFn],
+    *,
+    sources: Optional[Mapping[Any, SourceFn]] = None,
+    partitions_def: Optional[dg.PartitionsDefinition] = None,
+    group_name: Optional[str] = DEFAULT_GROUP,
+    kinds: Iterable[str] = DEFAULT_KINDS,
+    io_manager_key: str = IO_MANAGER_KEY,
+) -> list[dg.AssetsDefinition]:
+    """One asset per feature in `computes`, in topological order, each computing only its increment.
+
+    A compute function is called as `compute(context, increment)` and returns rows for
+    some of `increment.to_compute()`'s samples (with the user columns filled in); it is
+    not called when there is nothing to compute. Orphaned samples are soft-deleted.
+
+    Args:
+        graph: the feature graph.
+        computes: feature (key, spec or class) -> compute function.
+        sources: root feature -> function returning the root's ids plus one input version
+            column per field (a content hash, mtime or etag).
+        partitions_def: the batch partitions (see `batch_partitions`); None for unpartitioned.
+        group_name, kinds, io_manager_key: as for `dg.asset`.
+
+    Raises:
+        MetaxyError: a compute function names an unknown feature, or a root has no source.
+
+    Example:
+        >>> assets = feature_assets(graph, {"video": video_fn}, sources={"video": list_videos})  # doctest: +SKIP
+    """
+    by_key = {graph.spec(f).key: fn for f, fn in computes.items()}
+    source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
+    missing = [k.path for k in by_key if graph.spec(k).is_root and k not in source_by_key]
+    if missing:
+        raise mx.SpecError(f"Root feature(s) {missing} need a source function in sources=.")
+    assets = []
+    for key in graph.topological_order():
+        if key not in by_key:
+            continue
+        kwargs = _asset_kwargs(
+            graph, key, group_name=group_name, kinds=kinds, partitions_def=partitions_def,
+            io_manager_key=io_manager_key, with_source=key in source_by_key,
+        )
+        assets.append(_feature_asset(graph, key, by_key[key], source_by_key.get(key), kwargs))
+    return assets

@@ -1,0 +1,57 @@
+"""Dynamic partitions that name change sets (batches of sample ids), not samples."""
+
+import hashlib
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Optional
+
+import dagster as dg
+import metaxy_core as mx
+import polars as pl
+
+DEFAULT_PARTITIONS_NAME = "metaxy_batches"
+# Dagster's guidance: at most ~25k partition requests per sensor tick.
+MAX_PARTITION_REQUESTS = 25_000
+
+
+def batch_partitions(name: str = DEFAULT_PARTITIONS_NAME) -> dg.DynamicPartitionsDefinition:
+    """The dynamic partitions definition whose keys are batch keys written by the sensor.
+
+    Example:
+        >>> batch_partitions().name
+        'metaxy_batches'
+    """
+    return dg.DynamicPartitionsDefinition(name=name)
+
+
+def batch_key(now: datetime, index: int, ids: pl.DataFrame) -> str:
+    """A sortable, collision-free batch key: tick time (microseconds), index, content digest."""
+    digest = hashlib.sha256(ids.sort(ids.columns).write_csv().encode()).hexdigest()[:8]
+    return f"{now.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{index:05d}-{digest}"
+
+
+def sample_partition_key(row: dict[str, object]) -> str:
+    """The partition key of one sample in `sample` mode (id values joined by `.`)."""
+    return ".".join(str(v) for v in row.values())
+
+
+def partition_ids(store: mx.MetadataStore, keys: Sequence[str]) -> Optional[pl.DataFrame]:
+    """The union of the manifests' sample ids for these partition keys, read in sorted key order.
+
+    Returns None when `keys` is empty (an unpartitioned run).
+    """
+    if not keys:
+        return None
+    frames = [store.batch_ids(key) for key in sorted(keys)]
+    return pl.concat(frames, how="vertical_relaxed").unique(maintain_order=True)
+
+
+def restrict(frame: pl.DataFrame, ids: Optional[pl.DataFrame]) -> pl.DataFrame:
+    """Rows of `frame` whose ids are in `ids`; unchanged when `ids` is None or names other columns.
+
+    A feature keyed by other columns than the batch (aggregation, expansion children) is
+    not restricted: its whole increment is computed in the batch run.
+    """
+    if ids is None or not set(ids.columns) <= set(frame.columns):
+        return frame
+    return frame.join(ids.cast({c: frame.schema[c] for c in ids.columns}), on=ids.columns, how="semi")

@@ -1,0 +1,103 @@
+"""Feature assets materialized for real on a temporary Dagster instance."""
+
+import dagster as dg
+import polars as pl
+import pytest
+
+import metaxy_core as mx
+import metaxy_dagster as mxd
+from tests.core import video
+from tests.dagster.pipeline import COMPUTES, Source
+
+ORDER = ["video", "crop", "face_detection", "transcript"]
+
+
+def run(graph, source, resources, instance, *, computes=COMPUTES):
+    assets = mxd.feature_assets(graph, computes, sources={"video": source})
+    return dg.materialize(assets, resources=resources, instance=instance)
+
+
+def materializations(result) -> dict[str, dg.AssetMaterialization]:
+    return {e.asset_key.to_user_string(): e.materialization for e in result.get_asset_materialization_events()}
+
+
+def meta(m: dg.AssetMaterialization, key: str):
+    return m.metadata[key].value
+
+
+def test_first_run_writes_every_sample_with_the_run_id(graph, source, resources, instance, store):
+    result = run(graph, source, resources, instance)
+    assert result.success
+    mats = materializations(result)
+    for key in ORDER:
+        assert meta(mats[key], "dagster/row_count") == 25
+        assert meta(mats[key], "metaxy/new") == 25
+        assert meta(mats[key], "metaxy/rows_written") == 25
+        assert store.read(key)["metaxy_materialization_id"].unique().to_list() == [result.run_id]
+    assert all(e.passed for e in result.get_asset_check_evaluations())
+    assert len(result.get_asset_check_evaluations()) == 3 * len(ORDER)
+
+
+def test_second_run_writes_nothing_and_keeps_data_versions(graph, source, resources, instance):
+    first = materializations(run(graph, source, resources, instance))
+    second = materializations(run(graph, source, resources, instance))
+    for key in ORDER:
+        assert meta(second[key], "metaxy/rows_written") == 0
+        assert second[key].tags["dagster/data_version"] == first[key].tags["dagster/data_version"]
+
+
+def test_changed_audio_of_two_samples_writes_two_rows_to_audio_readers(graph, source, resources, instance):
+    run(graph, source, resources, instance)
+    source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
+    mats = materializations(run(graph, source, resources, instance))
+    written = {key: meta(mats[key], "metaxy/rows_written") for key in ORDER}
+    assert written == {"video": 2, "crop": 2, "face_detection": 0, "transcript": 2}
+
+
+def test_orphaned_samples_get_tombstones(graph, source, resources, instance, store):
+    run(graph, source, resources, instance)
+    source.frame = video.inputs(25).filter(~pl.col("sample_id").is_in(["s0001", "s0007", "s0020"]))
+    mats = materializations(run(graph, source, resources, instance))
+    for key in ORDER:
+        assert meta(mats[key], "metaxy/orphaned") == 3
+        assert meta(mats[key], "metaxy/tombstones") == 3
+        assert meta(mats[key], "dagster/row_count") == 22
+        deleted = store.read(key, include_deleted=True).filter(pl.col("metaxy_deleted_at").is_not_null())
+        assert deleted["sample_id"].to_list() == ["s0001", "s0007", "s0020"]
+
+
+def _ordered(descending: bool):
+    def compute(context, increment):
+        rows = increment.to_compute().with_columns(crop_path=pl.lit("c.mp4"))
+        return rows.sort("sample_id", descending=descending)
+
+    return COMPUTES | {"crop": compute}
+
+
+def test_data_version_does_not_depend_on_row_order(graph, instance):
+    versions = []
+    for descending in (False, True):
+        store = mx.MemoryStore(graph)
+        resource = mxd.MetaxyStore(graph=graph, store=store)
+        resources = {"metaxy_store": resource, "metaxy_io_manager": mxd.MetaxyIOManager(store=resource)}
+        result = run(graph, Source(video.inputs(25)), resources, instance, computes=_ordered(descending))
+        versions.append(materializations(result)["crop"].tags["dagster/data_version"])
+    assert versions[0] == versions[1]
+
+
+def test_rows_outside_the_increment_are_refused_and_nothing_is_written(graph, source, resources, instance, store):
+    run(graph, source, resources, instance)
+    source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
+
+    def everything(context, increment):
+        return store.read("video").select("sample_id").with_columns(crop_path=pl.lit("x"))
+
+    before = store.history("crop").height
+    with pytest.raises(mx.OutOfIncrementError, match="s0002"):
+        run(graph, source, resources, instance, computes=COMPUTES | {"crop": everything})
+    assert store.history("crop").height == before
+
+
+def test_root_without_source_is_refused(graph):
+    with pytest.raises(mx.MetaxyError, match="video"):
+        mxd.feature_assets(graph, COMPUTES)
