@@ -12,13 +12,13 @@ to an archive table that `history()` still reads.
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
 import narwhals as nw
 import polars as pl
-from deltalake import DeltaTable, write_deltalake
+from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
 from metaxy_core import _columns as C
@@ -32,6 +32,8 @@ T = TypeVar("T")
 
 # Superseded rows moved aside by compact(keep_history=True) live under this directory.
 ARCHIVE_DIR = "metaxy_system__history"
+# Commit metadata key: the table held this many rows after the commit, one per sample.
+_ONE_ROW_PER_SAMPLE = "metaxy.one_row_per_sample"
 _MAX_ATTEMPTS = 12
 _FIRST_BACKOFF_S = 0.02
 _MAX_BACKOFF_S = 1.0
@@ -110,13 +112,18 @@ class DeltaStore(MetadataStore):
         self._append_path(self._path(table), rows)
 
     def _append_path(self, path: str, rows: pl.DataFrame) -> None:
+        one_write = C.WRITE_ID in rows.columns and rows.get_column(C.WRITE_ID).n_unique() == 1
+
         def commit() -> None:
+            creates = self._delta_table(path) is None
             write_deltalake(
                 path,
                 self._storable(path, rows),
                 mode="append",
                 schema_mode="merge",
                 storage_options=self.storage_options,
+                # A table created by one write holds one row per sample: say so.
+                commit_properties=_vouch_unique(rows.height) if creates and one_write else None,
             )
 
         try:
@@ -126,6 +133,14 @@ class DeltaStore(MetadataStore):
                 f"Cannot append to {path}: the rows' column types do not match the table ({exc}). "
                 "Nothing was written."
             ) from exc
+
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+        # Skip the latest-row window when the table is known to hold one row per sample
+        # (just created by one write, or just compacted): reads then cost a plain scan.
+        delta = self._delta_table(self._path(table))
+        if delta is not None and _holds_one_row_per_sample(delta):
+            return nw.from_native(pl.scan_delta(delta))
+        return super()._scan_latest(table, ids)
 
     def _storable(self, path: str, rows: pl.DataFrame) -> pl.DataFrame:
         """Give all-null columns a type Delta can store: the table's, else String."""
@@ -238,8 +253,33 @@ class DeltaStore(MetadataStore):
         # Overwriting through the snapshot we read removes only the files it saw: rows
         # appended concurrently survive, and a conflicting delete makes the commit fail.
         latest = scan.filter(is_latest).collect()
-        write_deltalake(snapshot, latest, mode="overwrite", storage_options=self.storage_options)
+        write_deltalake(
+            snapshot,
+            latest,
+            mode="overwrite",
+            storage_options=self.storage_options,
+            commit_properties=_vouch_unique(latest.height),
+        )
         return removed
+
+
+def _vouch_unique(rows: int) -> CommitProperties:
+    """Commit metadata saying: after this commit the table holds `rows` rows, one per sample."""
+    return CommitProperties(custom_metadata={_ONE_ROW_PER_SAMPLE: str(rows)})
+
+
+def _holds_one_row_per_sample(delta: DeltaTable) -> bool:
+    """True if the latest commit vouched for one row per sample and the row count agrees.
+
+    A commit that vouched wrongly after losing a race (an append that found the table
+    created meanwhile, a compaction next to a concurrent append) is caught by the count.
+    """
+    (last,) = delta.history(1)
+    vouched = last.get(_ONE_ROW_PER_SAMPLE)
+    if vouched is None:
+        return False
+    counts = pl.DataFrame(delta.get_add_actions(flatten=True)).get_column("num_records")
+    return counts.null_count() == 0 and str(counts.sum()) == vouched
 
 
 def _is_conflict(exc: Exception) -> bool:
