@@ -99,7 +99,7 @@ class DeltaStore(MetadataStore):
             path, storage_options=self.storage_options
         )
 
-    def _scan(self, table: str) -> nw.LazyFrame:
+    def _scan(self, table: str) -> nw.LazyFrame[Any]:
         return nw.from_native(self._scan_path(self._path(table)))
 
     def _scan_path(self, path: str) -> pl.LazyFrame:
@@ -134,7 +134,7 @@ class DeltaStore(MetadataStore):
                 "Nothing was written."
             ) from exc
 
-    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         # Skip the latest-row window when the table is known to hold one row per sample
         # (just created by one write, or just compacted): reads then cost a plain scan.
         delta = self._delta_table(self._path(table))
