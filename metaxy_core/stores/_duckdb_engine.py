@@ -99,7 +99,7 @@ class DuckDBEngine:
 
 
 def to_arrow(frame: pl.DataFrame) -> pa.Table:
-    """Arrow for DuckDB: untyped all-null columns become strings (DuckDB has no NULL column type)."""
+    """Arrow for DuckDB: all-null untyped columns become strings (no NULL column type)."""
     nulls = [c for c, dtype in frame.schema.items() if dtype == pl.Null]
     if nulls:
         frame = frame.with_columns(pl.col(nulls).cast(pl.String))
