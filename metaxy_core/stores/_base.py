@@ -276,9 +276,37 @@ class MetadataStore(ABC):
         key = self.graph.spec(feature).key
         stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
         if stamped.height:
+            dropped = self._dropped_children(key, stamped)
             self._record_settings()
-            self._append(key.table_name, stamped)
+            batch = stamped if dropped is None else pl.concat([stamped, dropped], how="diagonal_relaxed")
+            self._append(key.table_name, batch)
         return stamped.height
+
+    def _dropped_children(self, key: FeatureKey, stamped: pl.DataFrame) -> pl.DataFrame | None:
+        """Expansion: a write holds each written parent's full set of children.
+
+        Live children of those parents missing from the write get deletion markers in the
+        same append; left live, their old provenance would keep the parent stale forever.
+        """
+        spec = self.graph.spec(key)
+        parent, ids = list(spec.parent_key), list(spec.id_columns)
+        latest = self.latest(key) if parent != ids else None
+        if latest is None:
+            return None
+        old = (
+            latest.join(self.engine.lazy(stamped.select(parent).unique()), on=parent, how="semi")
+            .join(self.engine.lazy(stamped.select(ids)), on=ids, how="anti")
+            .collect(backend="polars")
+            .to_native()
+        )
+        if old.is_empty():
+            return None
+        first = stamped.row(0, named=True)
+        return old.with_columns(
+            pl.lit(first[C.UPDATED_AT], pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
+            pl.lit(first[C.UPDATED_AT], pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
+            pl.lit(first[C.WRITE_ID]).alias(C.WRITE_ID),
+        )
 
     def prepare_rows(self, feature: Any, rows: Any, *, materialization_id: str | None = None) -> pl.DataFrame:
         """Validate and stamp rows with every system column, without writing them."""
