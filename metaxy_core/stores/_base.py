@@ -538,6 +538,10 @@ class MetadataStore(ABC):
             for predicate in filters:
                 frame = self.engine.filter_sql(frame, predicate)
             rows = frame.collect(backend="polars").to_native()
+            if rows.height and other._exists(key.table_name):  # a repeated copy adds nothing
+                seen = [*self.graph.spec(key).id_columns, C.WRITE_ID]
+                present = other._scan(key.table_name).select(*seen).collect(backend="polars").to_native()
+                rows = rows.join(present, on=seen, how="anti")
             if rows.height:
                 other._record_settings()
                 other._append(key.table_name, rows)
