@@ -101,3 +101,42 @@ def test_rows_outside_the_increment_are_refused_and_nothing_is_written(graph, so
 def test_root_without_source_is_refused(graph):
     with pytest.raises(mx.MetaxyError, match="video"):
         mxd.feature_assets(graph, COMPUTES)
+
+
+def test_provenance_check_names_a_tampered_sample(graph, source, resources, instance, store):
+    assets = mxd.feature_assets(graph, COMPUTES, sources={"video": source})
+    dg.materialize(assets, resources=resources, instance=instance)
+    live = store.read("face_detection").filter(pl.col("sample_id") == "s0003")
+    kept = ["sample_id", "n_faces", "metaxy_provenance__faces"]
+    store.write("face_detection", live.select(kept).with_columns(metaxy_provenance=pl.lit("tampered")))
+    result = dg.materialize(
+        assets, selection=[dg.AssetKey("face_detection")], resources=resources, instance=instance
+    )
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()}
+    assert not checks["metaxy_provenance"].passed
+    assert "s0003" in checks["metaxy_provenance"].description
+    assert checks["metaxy_unique_ids"].passed
+    assert checks["metaxy_nothing_pending"].passed  # per-field provenance still matches
+
+
+def test_definition_metadata_describes_columns_lineage_and_fields(graph):
+    (crop,) = [a for a in mxd.feature_assets(graph, COMPUTES, sources={"video": Source(video.inputs(2))}) if a.key == dg.AssetKey("crop")]
+    spec = crop.specs_by_key[dg.AssetKey("crop")]
+    assert spec.code_version == mx.feature_code_version(graph, "crop")
+    assert {d.asset_key for d in spec.deps} == {dg.AssetKey("video")}
+    schema = spec.metadata["dagster/column_schema"]
+    names = [c.name for c in schema.columns]
+    assert names[:2] == ["sample_id", "crop_path"] and "metaxy_provenance__frames" in names
+    lineage = spec.metadata["dagster/column_lineage"].deps_by_column
+    assert [(d.asset_key, d.column_name) for d in lineage["sample_id"]] == [(dg.AssetKey("video"), "sample_id")]
+    assert [d.column_name for d in lineage["metaxy_provenance__frames"]] == ["metaxy_data_version__frames"]
+    assert all(len(v) <= 63 and "/" not in v for v in spec.tags.values())
+    assert {c.name for c in crop.check_specs} == {"metaxy_provenance", "metaxy_unique_ids", "metaxy_nothing_pending"}
+
+
+def test_long_tag_values_are_made_tag_safe():
+    spec = mx.FeatureSpec("a/b", id_columns=["id"], tags={"team": "x/" * 50})
+    graph = mx.FeatureGraph([spec])
+    (asset,) = mxd.feature_assets(graph, {"a/b": lambda c, i: None}, sources={"a/b": lambda: None})
+    tags = asset.specs_by_key[dg.AssetKey(["a", "b"])].tags
+    assert len(tags["team"]) == 63 and "/" not in tags["team"]
