@@ -1,13 +1,15 @@
-"""metaxy_dagster: the Dagster face of metaxy_core (assets, IO manager, sensors, sources, checks)."""
+"""metaxy_dagster: the Dagster face of metaxy_core (assets, IO, sensors, sources, checks)."""
 
-from metaxy_dagster._assets import feature_asset as feature_asset, feature_assets as feature_assets
+from metaxy_dagster._assets import feature_asset as feature_asset
+from metaxy_dagster._assets import feature_assets as feature_assets
 from metaxy_dagster._checks import feature_checks as feature_checks
 from metaxy_dagster._definitions import build_definitions as build_definitions
 from metaxy_dagster._io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster._metadata import feature_asset_key as feature_asset_key
 from metaxy_dagster._partitions import batch_partitions as batch_partitions
 from metaxy_dagster._resources import MetaxyStore as MetaxyStore
-from metaxy_dagster._sensors import cleanup_sensor as cleanup_sensor, increment_sensor as increment_sensor
+from metaxy_dagster._sensors import cleanup_sensor as cleanup_sensor
+from metaxy_dagster._sensors import increment_sensor as increment_sensor
 from metaxy_dagster._sources import source_assets as source_assets
 
 __all__ = [

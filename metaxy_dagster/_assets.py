@@ -1,14 +1,19 @@
 """The asset factory: one Dagster asset per feature, enriched from the feature graph."""
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 
+import metaxy_core as mx
 from metaxy_dagster._checks import check_results, check_specs
 from metaxy_dagster._io_manager import MetaxyIOManager, SourceFn, run_partition_keys
-from metaxy_dagster._metadata import definition_metadata, feature_asset_key, feature_tags, source_asset_key
+from metaxy_dagster._metadata import (
+    definition_metadata,
+    feature_asset_key,
+    feature_tags,
+    source_asset_key,
+)
 from metaxy_dagster._partitions import partition_ids
 
 ComputeFn = Callable[[dg.AssetExecutionContext, mx.Increment], Any]
@@ -21,13 +26,13 @@ def _asset_kwargs(
     graph: mx.FeatureGraph,
     feature: Any,
     *,
-    group_name: Optional[str],
+    group_name: str | None,
     kinds: Iterable[str],
-    partitions_def: Optional[dg.PartitionsDefinition],
+    partitions_def: dg.PartitionsDefinition | None,
     io_manager_key: str,
     with_source: bool,
 ) -> dict[str, Any]:
-    """What every feature asset gets: key, deps, group, kinds, tags, description, versions, metadata."""
+    """What every feature asset gets: key, deps, group, kinds, tags, versions, metadata."""
     spec = graph.spec(feature)
     deps = [feature_asset_key(d.feature) for d in spec.deps]
     if spec.is_root and with_source:
@@ -51,9 +56,9 @@ def feature_asset(
     graph: mx.FeatureGraph,
     feature: Any,
     *,
-    group_name: Optional[str] = DEFAULT_GROUP,
+    group_name: str | None = DEFAULT_GROUP,
     kinds: Iterable[str] = DEFAULT_KINDS,
-    partitions_def: Optional[dg.PartitionsDefinition] = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
     io_manager_key: str = IO_MANAGER_KEY,
     deps: Sequence[Any] = (),
     **asset_kwargs: Any,
@@ -72,8 +77,13 @@ def feature_asset(
         ... def crop(context, metaxy_store: MetaxyStore): ...
     """
     kwargs = _asset_kwargs(
-        graph, feature, group_name=group_name, kinds=kinds, partitions_def=partitions_def,
-        io_manager_key=io_manager_key, with_source=False,
+        graph,
+        feature,
+        group_name=group_name,
+        kinds=kinds,
+        partitions_def=partitions_def,
+        io_manager_key=io_manager_key,
+        with_source=False,
     )
     kwargs["deps"] = [*kwargs["deps"], *deps]
     kwargs["tags"] = {**kwargs["tags"], **asset_kwargs.pop("tags", {})}
@@ -85,7 +95,7 @@ def _feature_asset(
     graph: mx.FeatureGraph,
     key: mx.FeatureKey,
     compute: ComputeFn,
-    source: Optional[SourceFn],
+    source: SourceFn | None,
     kwargs: dict[str, Any],
 ) -> dg.AssetsDefinition:
     io_manager_key = kwargs["io_manager_key"]
@@ -115,9 +125,9 @@ def feature_assets(
     graph: mx.FeatureGraph,
     computes: Mapping[Any, ComputeFn],
     *,
-    sources: Optional[Mapping[Any, SourceFn]] = None,
-    partitions_def: Optional[dg.PartitionsDefinition] = None,
-    group_name: Optional[str] = DEFAULT_GROUP,
+    sources: Mapping[Any, SourceFn] | None = None,
+    partitions_def: dg.PartitionsDefinition | None = None,
+    group_name: str | None = DEFAULT_GROUP,
     kinds: Iterable[str] = DEFAULT_KINDS,
     io_manager_key: str = IO_MANAGER_KEY,
 ) -> list[dg.AssetsDefinition]:
@@ -139,7 +149,8 @@ def feature_assets(
         MetaxyError: a compute function names an unknown feature, or a root has no source.
 
     Example:
-        >>> assets = feature_assets(graph, {"video": video_fn}, sources={"video": list_videos})  # doctest: +SKIP
+        >>> assets = feature_assets(  # doctest: +SKIP
+        ...     graph, {"video": video_fn}, sources={"video": list_videos})
     """
     by_key = {graph.spec(f).key: fn for f, fn in computes.items()}
     source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
@@ -151,8 +162,13 @@ def feature_assets(
         if key not in by_key:
             continue
         kwargs = _asset_kwargs(
-            graph, key, group_name=group_name, kinds=kinds, partitions_def=partitions_def,
-            io_manager_key=io_manager_key, with_source=key in source_by_key,
+            graph,
+            key,
+            group_name=group_name,
+            kinds=kinds,
+            partitions_def=partitions_def,
+            io_manager_key=io_manager_key,
+            with_source=key in source_by_key,
         )
         assets.append(_feature_asset(graph, key, by_key[key], source_by_key.get(key), kwargs))
     return assets

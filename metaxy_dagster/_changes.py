@@ -1,13 +1,12 @@
-"""What changed since the last runs: per feature, the changed sample ids and fields; open batches."""
+"""What changed since the last runs: changed sample ids and fields per feature; open batches."""
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Optional
 
 import dagster as dg
-import metaxy_core as mx
 import polars as pl
 
+import metaxy_core as mx
 from metaxy_dagster._io_manager import SourceFn
 
 BATCH_KINDS = ("batch", "sample")
@@ -32,7 +31,7 @@ class Changes:
 
     graph: mx.FeatureGraph
     features: Sequence[mx.FeatureKey]
-    anchor: Optional[mx.FeatureKey] = None
+    anchor: mx.FeatureKey | None = None
     keyed: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
     unkeyed: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
 
@@ -45,7 +44,7 @@ class Changes:
         """Every changed sample id of the keyed features, unique."""
         return pl.concat([c.ids for c in self.keyed.values()], how="vertical_relaxed").unique()
 
-    def selection_for(self, ids: Optional[pl.DataFrame]) -> list[mx.FeatureKey]:
+    def selection_for(self, ids: pl.DataFrame | None) -> list[mx.FeatureKey]:
         """Features to run for the samples `ids` (all changes when None), in topological order:
         the changed ones and those reading a changed field, transitively."""
         touched = dict(self.unkeyed)
@@ -61,7 +60,11 @@ class Changes:
 
 def _feature_change(spec: mx.FeatureSpec, increment: mx.Increment) -> FeatureChange:
     fields = set(spec.field_keys) if increment.new.height or increment.orphaned.height else set()
-    for stale in increment.stale.get_column(mx.columns.STALE_FIELDS).to_list() if increment.stale.height else []:
+    for stale in (
+        increment.stale.get_column(mx.columns.STALE_FIELDS).to_list()
+        if increment.stale.height
+        else []
+    ):
         fields.update(stale)
     key = list(spec.parent_key)
     frames = [increment.new.select(key), increment.stale.select(key)]
@@ -76,11 +79,11 @@ def collect_changes(
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
     *,
-    exclude: Optional[pl.DataFrame],
+    exclude: pl.DataFrame | None,
 ) -> Changes:
     """Resolve every feature (roots from their sources) and keep what is not in `exclude`."""
     graph = store.graph
-    anchor: Optional[mx.FeatureKey] = None
+    anchor: mx.FeatureKey | None = None
     keyed: dict[mx.FeatureKey, FeatureChange] = {}
     unkeyed: dict[mx.FeatureKey, FeatureChange] = {}
     for key in graph.topological_order():
@@ -95,7 +98,11 @@ def collect_changes(
         if set(graph.spec(anchor).id_columns) != set(change.ids.columns):
             unkeyed[key] = change
             continue
-        if exclude is not None and exclude.height and set(exclude.columns) == set(change.ids.columns):
+        if (
+            exclude is not None
+            and exclude.height
+            and set(exclude.columns) == set(change.ids.columns)
+        ):
             ids = change.ids.join(exclude.cast(change.ids.schema), on=exclude.columns, how="anti")
             change = FeatureChange(ids, change.fields)
         if change.ids.height:
@@ -108,7 +115,7 @@ class OpenBatches:
     """Batches whose runs have not finished: how many, and their sample ids."""
 
     count: int
-    ids: Optional[pl.DataFrame]
+    ids: pl.DataFrame | None
 
 
 def _pending(store: mx.MetadataStore) -> pl.DataFrame:
@@ -124,7 +131,9 @@ def open_batches(store: mx.MetadataStore) -> OpenBatches:
     return OpenBatches(len(keys), ids)
 
 
-def reconcile_batches(instance: dg.DagsterInstance, store: mx.MetadataStore, partitions_name: str) -> None:
+def reconcile_batches(
+    instance: dg.DagsterInstance, store: mx.MetadataStore, partitions_name: str
+) -> None:
     """Mark pending batches done or failed from their runs.
 
     A pending manifest whose partition was never added (the tick that wrote it did not
@@ -135,7 +144,9 @@ def reconcile_batches(instance: dg.DagsterInstance, store: mx.MetadataStore, par
         if not instance.has_dynamic_partition(partitions_name, key):
             store.set_batch_status(key, "abandoned")
             continue
-        runs = instance.get_runs(dg.RunsFilter(tags={"dagster/partition": key}, created_after=row["updated_at"]))
+        runs = instance.get_runs(
+            dg.RunsFilter(tags={"dagster/partition": key}, created_after=row["updated_at"])
+        )
         statuses = {run.status for run in runs}
         if dg.DagsterRunStatus.SUCCESS in statuses:
             store.set_batch_status(key, "done")

@@ -1,13 +1,13 @@
 """Asset checks per feature: provenance recomputes, no sample live twice, nothing pending."""
 
 from collections.abc import Iterator, Mapping
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 import polars as pl
-from metaxy_core import columns as C
 
+import metaxy_core as mx
+from metaxy_core import columns as C
 from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import partition_ids, restrict
@@ -23,15 +23,23 @@ def check_specs(feature: Any) -> list[dg.AssetCheckSpec]:
     """The three check specs of a feature's asset."""
     asset = feature_asset_key(feature)
     return [
-        dg.AssetCheckSpec(PROVENANCE_CHECK, asset=asset, description="Stored provenance equals a recomputation from upstream."),
+        dg.AssetCheckSpec(
+            PROVENANCE_CHECK,
+            asset=asset,
+            description="Stored provenance equals a recomputation from upstream.",
+        ),
         dg.AssetCheckSpec(UNIQUE_CHECK, asset=asset, description="No sample id is live twice."),
-        dg.AssetCheckSpec(PENDING_CHECK, asset=asset, description="No new, stale or orphaned samples remain."),
+        dg.AssetCheckSpec(
+            PENDING_CHECK, asset=asset, description="No new, stale or orphaned samples remain."
+        ),
     ]
 
 
 def _result(name: str, asset: dg.AssetKey, bad: pl.DataFrame, what: str) -> dg.AssetCheckResult:
     shown = bad.head(_SHOWN_IDS).to_dicts()
-    description = f"{bad.height} sample(s) {what}, e.g. {shown}" if bad.height else f"no samples {what}"
+    description = (
+        f"{bad.height} sample(s) {what}, e.g. {shown}" if bad.height else f"no samples {what}"
+    )
     return dg.AssetCheckResult(
         check_name=name,
         asset_key=asset,
@@ -41,7 +49,9 @@ def _result(name: str, asset: dg.AssetKey, bad: pl.DataFrame, what: str) -> dg.A
     )
 
 
-def _expected_provenance(store: mx.MetadataStore, spec: mx.FeatureSpec, stored: pl.DataFrame, samples: Any) -> pl.DataFrame:
+def _expected_provenance(
+    store: mx.MetadataStore, spec: mx.FeatureSpec, stored: pl.DataFrame, samples: Any
+) -> pl.DataFrame:
     """Recomputed provenance for the stored rows (roots: from the source's current inputs)."""
     ids = list(spec.id_columns)
     if spec.is_root:
@@ -51,7 +61,9 @@ def _expected_provenance(store: mx.MetadataStore, spec: mx.FeatureSpec, stored: 
     return store.prepare_rows(spec.key, stored.select(ids))
 
 
-def provenance_mismatches(store: mx.MetadataStore, feature: Any, ids: Optional[pl.DataFrame], samples: Any = None) -> pl.DataFrame:
+def provenance_mismatches(
+    store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None, samples: Any = None
+) -> pl.DataFrame:
     """Ids of live samples whose stored provenance differs from a recomputation."""
     spec = store.graph.spec(feature)
     key = list(spec.id_columns)
@@ -68,7 +80,9 @@ def provenance_mismatches(store: mx.MetadataStore, feature: Any, ids: Optional[p
     return joined.filter(differs).select(key).sort(key)
 
 
-def duplicate_live_ids(store: mx.MetadataStore, feature: Any, ids: Optional[pl.DataFrame]) -> pl.DataFrame:
+def duplicate_live_ids(
+    store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None
+) -> pl.DataFrame:
     """Ids with more than one row at their latest write (two live versions of one sample)."""
     spec = store.graph.spec(feature)
     key = list(spec.id_columns)
@@ -79,17 +93,21 @@ def duplicate_live_ids(store: mx.MetadataStore, feature: Any, ids: Optional[pl.D
     return latest.group_by(key).len().filter(pl.col("len") > 1).select(key).sort(key)
 
 
-def pending_ids(store: mx.MetadataStore, feature: Any, ids: Optional[pl.DataFrame], samples: Any = None) -> pl.DataFrame:
+def pending_ids(
+    store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None, samples: Any = None
+) -> pl.DataFrame:
     """Key columns of samples that are still new, stale or orphaned."""
     spec = store.graph.spec(feature)
     inc = store.resolve_update(spec.key, samples=samples)
     parts = [restrict(f, ids).select(spec.parent_key) for f in (inc.new, inc.stale)]
     orphaned = restrict(inc.orphaned, ids).select(spec.parent_key)
-    return pl.concat([*parts, orphaned], how="vertical_relaxed").unique().sort(list(spec.parent_key))
+    return (
+        pl.concat([*parts, orphaned], how="vertical_relaxed").unique().sort(list(spec.parent_key))
+    )
 
 
 def check_results(
-    store: mx.MetadataStore, feature: Any, ids: Optional[pl.DataFrame], source: Optional[SourceFn]
+    store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None, source: SourceFn | None
 ) -> Iterator[dg.AssetCheckResult]:
     """Evaluate the three checks for the samples in `ids` (every sample when None)."""
     spec = store.graph.spec(feature)
@@ -98,12 +116,19 @@ def check_results(
     if spec.is_root and samples is None:  # nothing to recompute roots from
         for name in (PROVENANCE_CHECK, PENDING_CHECK):
             yield dg.AssetCheckResult(
-                check_name=name, asset_key=asset, passed=True, description="skipped: the root has no source"
+                check_name=name,
+                asset_key=asset,
+                passed=True,
+                description="skipped: the root has no source",
             )
     else:
         mismatches = provenance_mismatches(store, spec.key, ids, samples)
-        yield _result(PROVENANCE_CHECK, asset, mismatches, "with provenance differing from a recomputation")
-        yield _result(PENDING_CHECK, asset, pending_ids(store, spec.key, ids, samples), "still pending")
+        yield _result(
+            PROVENANCE_CHECK, asset, mismatches, "with provenance differing from a recomputation"
+        )
+        yield _result(
+            PENDING_CHECK, asset, pending_ids(store, spec.key, ids, samples), "still pending"
+        )
     yield _result(UNIQUE_CHECK, asset, duplicate_live_ids(store, spec.key, ids), "live twice")
 
 
@@ -111,7 +136,7 @@ def feature_checks(
     graph: mx.FeatureGraph,
     feature: Any,
     *,
-    source: Optional[SourceFn] = None,
+    source: SourceFn | None = None,
     store_key: str = "metaxy_store",
 ) -> dg.AssetChecksDefinition:
     """Standalone checks for a hand-written feature asset (factory assets carry them already).
@@ -145,4 +170,3 @@ def _check_partition_keys(context: dg.AssetCheckExecutionContext) -> list[str]:
     run_keys: Mapping[str, str] = context.run.tags
     key = run_keys.get("dagster/partition")
     return [key] if key else []
-

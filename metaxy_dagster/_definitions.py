@@ -1,11 +1,11 @@
 """One call that wires a graph into a Dagster code location."""
 
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 
+import metaxy_core as mx
 from metaxy_dagster._assets import DEFAULT_GROUP, IO_MANAGER_KEY, ComputeFn, feature_assets
 from metaxy_dagster._io_manager import MetaxyIOManager, SourceFn
 from metaxy_dagster._partitions import batch_partitions
@@ -22,10 +22,10 @@ def build_definitions(
     computes: Mapping[Any, ComputeFn],
     sources: Mapping[Any, SourceFn],
     *,
-    store: Optional[MetaxyStore] = None,
+    store: MetaxyStore | None = None,
     mode: Mode = "batch",
     group_name: str = DEFAULT_GROUP,
-    sensor_options: Optional[Mapping[str, Any]] = None,
+    sensor_options: Mapping[str, Any] | None = None,
     keep_partitions: int = 100,
     sensors_running: bool = False,
 ) -> dg.Definitions:
@@ -49,22 +49,31 @@ def build_definitions(
         `dg.Definitions` with resources `metaxy_store` and `metaxy_io_manager` and job `metaxy_job`.
 
     Example:
-        >>> defs = build_definitions(graph, {"video": video_fn}, {"video": list_videos})  # doctest: +SKIP
+        >>> defs = build_definitions(  # doctest: +SKIP
+        ...     graph, {"video": video_fn}, {"video": list_videos})
     """
     resource = store or MetaxyStore(graph=graph)
     partitions = None if mode == "none" else batch_partitions()
-    assets = feature_assets(graph, computes, sources=sources, partitions_def=partitions, group_name=group_name)
+    assets = feature_assets(
+        graph, computes, sources=sources, partitions_def=partitions, group_name=group_name
+    )
     features = [graph.spec(f).key for f in computes]
     job = dg.define_asset_job(
         JOB_NAME,
         selection=dg.AssetSelection.assets(*assets),
-        description="Computes the increments of the metaxy features (launched by the increment sensor).",
+        description="Computes the increments of the metaxy features (launched by the sensor).",
     )
     status = dg.DefaultSensorStatus.RUNNING if sensors_running else dg.DefaultSensorStatus.STOPPED
     sensors = [
         increment_sensor(
-            graph, job=job, sources=sources, features=features, mode=mode, partitions_def=partitions,
-            default_status=status, **(sensor_options or {}),
+            graph,
+            job=job,
+            sources=sources,
+            features=features,
+            mode=mode,
+            partitions_def=partitions,
+            default_status=status,
+            **(sensor_options or {}),
         )
     ]
     if partitions is not None:

@@ -1,16 +1,15 @@
 """The IO manager: hands an asset its increment and writes back only the rows it returns."""
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 import narwhals as nw
 import polars as pl
-from metaxy_core import columns as C
 
+import metaxy_core as mx
+from metaxy_core import columns as C
 from metaxy_dagster._metadata import content_version, preview
 from metaxy_dagster._partitions import partition_ids, restrict
 from metaxy_dagster._resources import MetaxyStore
@@ -28,12 +27,17 @@ class FeatureRows:
     orphaned: pl.DataFrame
 
 
-def run_partition_keys(context: Union[dg.AssetExecutionContext, dg.OutputContext, dg.InputContext]) -> list[str]:
+def run_partition_keys(
+    context: dg.AssetExecutionContext | dg.OutputContext | dg.InputContext,
+) -> list[str]:
     """The partition keys of the run, sorted ([] for an unpartitioned run)."""
     if isinstance(context, dg.AssetExecutionContext):
         partitioned = context.has_partition_key or context.has_partition_key_range
         return sorted(context.partition_keys) if partitioned else []
-    return sorted(context.asset_partition_keys) if context.has_asset_partitions else []
+    # An unpartitioned reader of a partitioned feature gets every key: read the whole table then.
+    if not (context.has_asset_partitions and context.has_partition_key):
+        return []
+    return sorted(context.asset_partition_keys)
 
 
 def _to_polars(rows: Any, feature: mx.FeatureKey) -> pl.DataFrame:
@@ -49,7 +53,7 @@ def _to_polars(rows: Any, feature: mx.FeatureKey) -> pl.DataFrame:
         ) from None
 
 
-def _restricted(increment: mx.Increment, ids: Optional[pl.DataFrame]) -> mx.Increment:
+def _restricted(increment: mx.Increment, ids: pl.DataFrame | None) -> mx.Increment:
     if ids is None:
         return increment
     return mx.Increment(
@@ -69,12 +73,17 @@ def check_in_increment(spec: mx.FeatureSpec, increment: mx.Increment, rows: pl.D
     if missing:
         raise mx.WriteValidationError(f"Rows for {spec.key} lack the key column(s) {missing}.")
     allowed = increment.to_compute().select(key)
-    outside = rows.select(key).unique().join(allowed.cast({c: rows.schema[c] for c in key}), on=key, how="anti")
+    outside = (
+        rows.select(key)
+        .unique()
+        .join(allowed.cast({c: rows.schema[c] for c in key}), on=key, how="anti")
+    )
     if outside.height:
         shown = outside.sort(key).head(_SHOWN_IDS).to_dicts()
         raise mx.OutOfIncrementError(
-            f"{outside.height} row(s) returned for {spec.key} are not in its increment (new or stale "
-            f"samples of this run), e.g. {shown}. Return rows only for increment.to_compute()."
+            f"{outside.height} row(s) returned for {spec.key} are not in its increment "
+            f"(new or stale samples of this run), e.g. {shown}. "
+            "Return rows only for samples of increment.to_compute()."
         )
 
 
@@ -99,7 +108,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
     store: dg.ResourceDependency[MetaxyStore]
 
     def load_increment(
-        self, context: dg.AssetExecutionContext, feature: Any, *, source: Optional[SourceFn] = None
+        self, context: dg.AssetExecutionContext, feature: Any, *, source: SourceFn | None = None
     ) -> mx.Increment:
         """The feature's increment for this run, restricted to the run's batch manifests.
 
@@ -114,14 +123,16 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         store = self.store.open()
         spec = store.graph.spec(feature)
         if spec.is_root and source is None:
-            raise mx.WriteValidationError(f"Root feature {spec.key} needs a source function giving its samples.")
+            raise mx.WriteValidationError(
+                f"Root feature {spec.key} needs a source function giving its samples."
+            )
         samples = source() if spec.is_root and source is not None else None
         increment = store.resolve_update(spec.key, samples=samples)
         ids = partition_ids(store, run_partition_keys(context))
         return _restricted(increment, ids)
 
-    def output(self, increment: mx.Increment, rows: Any) -> dg.Output:
-        """Validate the compute function's rows and wrap them in an `Output` with a content data version.
+    def output(self, increment: mx.Increment, rows: Any) -> dg.MaterializeResult:
+        """Validate the compute function's rows; the result carries them and a content data version.
 
         Raises:
             OutOfIncrementError: rows for samples that are not new or stale in `increment`.
@@ -140,7 +151,9 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         # The live table after the write: rewritten and orphaned samples replaced or gone.
         for gone in (prepared, increment.orphaned):
             if gone.height:
-                live = live.join(gone.select(ids).cast({c: live.schema[c] for c in ids}), on=ids, how="anti")
+                live = live.join(
+                    gone.select(ids).cast({c: live.schema[c] for c in ids}), on=ids, how="anti"
+                )
         after = pl.concat([live, prepared], how="vertical_relaxed") if prepared.height else live
         counts = increment.counts()
         metadata = {
@@ -150,18 +163,17 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             "metaxy/orphaned": counts["orphaned"],
             "metaxy/preview": preview(frame),
         }
-        with warnings.catch_warnings():  # Output(data_version=) is marked beta in Dagster 1.13
-            warnings.simplefilter("ignore", dg.BetaWarning)
-            return dg.Output(
-                FeatureRows(spec.key, frame, increment.orphaned),
-                data_version=dg.DataVersion(content_version(after, ids)),
-                metadata=metadata,
-            )
+        return dg.MaterializeResult(
+            value=FeatureRows(spec.key, frame, increment.orphaned),
+            data_version=dg.DataVersion(content_version(after, ids)),
+            metadata=metadata,
+        )
 
     def handle_output(self, context: dg.OutputContext, obj: FeatureRows) -> None:
         if not isinstance(obj, FeatureRows):
             raise mx.WriteValidationError(
-                f"MetaxyIOManager got {type(obj).__name__} for {context.asset_key.to_user_string()}; "
+                f"MetaxyIOManager got {type(obj).__name__} for "
+                f"{context.asset_key.to_user_string()}; "
                 "feature assets must return MetaxyIOManager.output(increment, rows)."
             )
         written = self.store.write(obj.feature, obj.rows) if obj.rows.width else 0

@@ -1,12 +1,13 @@
-"""What Dagster shows about a feature: keys, tags, column schema, column lineage, fields, versions."""
+"""What Dagster shows about a feature: keys, tags, column schema and lineage, fields, versions."""
 
 import hashlib
 import re
 from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 import polars as pl
+
+import metaxy_core as mx
 from metaxy_core import columns as C
 
 _TAG_VALUE = re.compile(r"[^A-Za-z0-9_.\-]")
@@ -78,9 +79,13 @@ def column_schema(graph: mx.FeatureGraph, feature: Any) -> dg.TableSchema:
     for name, dtype in definition.columns.items():
         is_id = name in spec.id_columns
         info = model_fields.get(name)
-        description = (info.description if info is not None else None) or ("Id column" if is_id else None)
+        description = (info.description if info is not None else None) or (
+            "Id column" if is_id else None
+        )
         constraints = dg.TableColumnConstraints(nullable=False, unique=False) if is_id else None
-        columns.append(dg.TableColumn(name, str(dtype), description=description, constraints=constraints))
+        columns.append(
+            dg.TableColumn(name, str(dtype), description=description, constraints=constraints)
+        )
     columns += [dg.TableColumn(n, t, description=d) for n, t, d in _system_columns(spec)]
     return dg.TableSchema(columns=columns)
 
@@ -121,14 +126,18 @@ def field_table(graph: mx.FeatureGraph, feature: Any) -> dg.TableMetadataValue:
                 "field": f.key,
                 "code_version": f.code_version,
                 "field_version": mx.field_version(graph, spec.key, f.key),
-                "reads": ", ".join(f"{u.path}.{g}" for u, g in graph.field_parents(spec.key, f.key)) or "(root input)",
+                "reads": ", ".join(f"{u.path}.{g}" for u, g in graph.field_parents(spec.key, f.key))
+                or "(root input)",
                 "description": f.description or "",
             }
         )
         for f in spec.fields
     ]
     schema = dg.TableSchema(
-        columns=[dg.TableColumn(n) for n in ("field", "code_version", "field_version", "reads", "description")]
+        columns=[
+            dg.TableColumn(n)
+            for n in ("field", "code_version", "field_version", "reads", "description")
+        ]
     )
     return dg.MetadataValue.table(records, schema=schema)
 
@@ -149,7 +158,7 @@ def definition_metadata(graph: mx.FeatureGraph, feature: Any) -> dict[str, Any]:
 
 
 def content_version(frame: pl.DataFrame, id_columns: list[str]) -> str:
-    """A data version from the ids and `metaxy_data_version` of live rows, independent of row order."""
+    """A data version of live rows (ids and `metaxy_data_version`), independent of row order."""
     ordered = frame.select(*id_columns, C.DATA_VERSION).sort(id_columns)
     digest = hashlib.sha256(ordered.write_csv(include_header=False).encode())
     return digest.hexdigest()[:24]

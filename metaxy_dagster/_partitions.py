@@ -3,11 +3,11 @@
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
-from typing import Optional
 
 import dagster as dg
-import metaxy_core as mx
 import polars as pl
+
+import metaxy_core as mx
 
 DEFAULT_PARTITIONS_NAME = "metaxy_batches"
 # Dagster's guidance: at most ~25k partition requests per sensor tick.
@@ -35,7 +35,7 @@ def sample_partition_key(row: dict[str, object]) -> str:
     return ".".join(str(v) for v in row.values())
 
 
-def partition_ids(store: mx.MetadataStore, keys: Sequence[str]) -> Optional[pl.DataFrame]:
+def partition_ids(store: mx.MetadataStore, keys: Sequence[str]) -> pl.DataFrame | None:
     """The union of the manifests' sample ids for these partition keys, read in sorted key order.
 
     Returns None when `keys` is empty (an unpartitioned run).
@@ -46,7 +46,7 @@ def partition_ids(store: mx.MetadataStore, keys: Sequence[str]) -> Optional[pl.D
     return pl.concat(frames, how="vertical_relaxed").unique(maintain_order=True)
 
 
-def restrict(frame: pl.DataFrame, ids: Optional[pl.DataFrame]) -> pl.DataFrame:
+def restrict(frame: pl.DataFrame, ids: pl.DataFrame | None) -> pl.DataFrame:
     """Rows of `frame` whose ids are in `ids`; unchanged when `ids` is None or names other columns.
 
     A feature keyed by other columns than the batch (aggregation, expansion children) is
@@ -54,4 +54,6 @@ def restrict(frame: pl.DataFrame, ids: Optional[pl.DataFrame]) -> pl.DataFrame:
     """
     if ids is None or not set(ids.columns) <= set(frame.columns):
         return frame
-    return frame.join(ids.cast({c: frame.schema[c] for c in ids.columns}), on=ids.columns, how="semi")
+    return frame.join(
+        ids.cast({c: frame.schema[c] for c in ids.columns}), on=ids.columns, how="semi"
+    )

@@ -1,10 +1,11 @@
 """The store resource: builds a metaxy store for a graph and stamps the Dagster run id on writes."""
 
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 from pydantic import Field, PrivateAttr
+
+import metaxy_core as mx
 
 
 class MetaxyStore(dg.ConfigurableResource):
@@ -26,29 +27,29 @@ class MetaxyStore(dg.ConfigurableResource):
         default="metaxy.duckdb",
         description="Path of the embedded DuckDB database file (used when delta_uri is not set).",
     )
-    delta_uri: Optional[str] = Field(
+    delta_uri: str | None = Field(
         default=None,
-        description="Directory or object-store URI of a Delta Lake store; set it to use Delta instead of DuckDB.",
+        description="Directory or object-store URI of a Delta Lake store (used instead of DuckDB).",
     )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="Object-store options for the Delta store (credentials, region, endpoint).",
     )
-    hash_algorithm: Optional[str] = Field(
+    hash_algorithm: str | None = Field(
         default=None,
-        description="Row hash algorithm (xxh3_64, md5 or sha256); None adopts what the store recorded.",
+        description="Row hash algorithm (xxh3_64, md5 or sha256); None adopts the recorded one.",
     )
-    hash_length: Optional[int] = Field(
+    hash_length: int | None = Field(
         default=None,
         description="Keep this many leading characters of each hash; None keeps the whole hash.",
     )
-    store: dg.ResourceDependency[Optional[mx.MetadataStore]] = Field(
+    store: dg.ResourceDependency[mx.MetadataStore | None] = Field(
         default=None,
-        description="A ready metaxy store (e.g. MemoryStore) to use instead of building one; handy in tests.",
+        description="A ready metaxy store (e.g. a MemoryStore) used instead of building one.",
     )
 
-    _opened: Optional[mx.MetadataStore] = PrivateAttr(default=None)
-    _run_id: Optional[str] = PrivateAttr(default=None)
+    _opened: mx.MetadataStore | None = PrivateAttr(default=None)
+    _run_id: str | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._run_id = context.run.run_id if context.run is not None else None
@@ -57,7 +58,7 @@ class MetaxyStore(dg.ConfigurableResource):
         self.close()
 
     @property
-    def run_id(self) -> Optional[str]:
+    def run_id(self) -> str | None:
         """The Dagster run id of the current run (None outside runs, e.g. in sensors)."""
         return self._run_id
 
@@ -79,7 +80,10 @@ class MetaxyStore(dg.ConfigurableResource):
             settings = mx.HashSettings(self.hash_algorithm, length=self.hash_length)
         if self.delta_uri is not None:
             return mx.DeltaStore(
-                self.delta_uri, self.graph, hash_settings=settings, storage_options=self.storage_options
+                self.delta_uri,
+                self.graph,
+                hash_settings=settings,
+                storage_options=self.storage_options,
             )
         return mx.DuckDBStore(self.duckdb_path, self.graph, hash_settings=settings)
 

@@ -2,12 +2,12 @@
 
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Optional
+from typing import Any, Literal
 
 import dagster as dg
-import metaxy_core as mx
 import polars as pl
 
+import metaxy_core as mx
 from metaxy_dagster._changes import Changes, collect_changes, open_batches, reconcile_batches
 from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import feature_asset_key
@@ -16,7 +16,12 @@ from metaxy_dagster._resources import MetaxyStore
 
 Mode = Literal["batch", "none", "sample"]
 MODE_TAG = "metaxy/mode"
-_ACTIVE = [dg.DagsterRunStatus.QUEUED, dg.DagsterRunStatus.NOT_STARTED, dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED]
+_ACTIVE = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def _requests_for_batches(
@@ -28,13 +33,21 @@ def _requests_for_batches(
         store.write_batch(key, changes.anchor, ids, kind=kind)
         selection = [feature_asset_key(k) for k in changes.selection_for(ids)]
         run_key = key if kind == "batch" else f"{key}@{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        requests.append(dg.RunRequest(run_key=run_key, partition_key=key, asset_selection=selection, tags={MODE_TAG: kind}))
+        requests.append(
+            dg.RunRequest(
+                run_key=run_key, partition_key=key, asset_selection=selection, tags={MODE_TAG: kind}
+            )
+        )
     return requests
 
 
-def _batch_chunks(ids: pl.DataFrame, size: int, count: int, now: datetime) -> list[tuple[str, pl.DataFrame]]:
+def _batch_chunks(
+    ids: pl.DataFrame, size: int, count: int, now: datetime
+) -> list[tuple[str, pl.DataFrame]]:
     ordered = ids.sort(ids.columns)
-    chunks = [ordered.slice(start, size) for start in range(0, min(ordered.height, size * count), size)]
+    chunks = [
+        ordered.slice(start, size) for start in range(0, min(ordered.height, size * count), size)
+    ]
     return [(batch_key(now, i, chunk), chunk) for i, chunk in enumerate(chunks)]
 
 
@@ -45,17 +58,33 @@ def _sample_chunks(ids: pl.DataFrame, count: int, cap: int) -> list[tuple[str, p
             "Hint: use mode='batch' (bounded change-set partitions) for large change sets."
         )
     ordered = ids.sort(ids.columns).head(count)
-    return [(sample_partition_key(row), ordered.slice(i, 1)) for i, row in enumerate(ordered.iter_rows(named=True))]
+    return [
+        (sample_partition_key(row), ordered.slice(i, 1))
+        for i, row in enumerate(ordered.iter_rows(named=True))
+    ]
 
 
 class _Limits:
-    def __init__(self, *, max_batch_size: int, max_batches_per_tick: int, max_open_batches: int, max_sample_partitions: int) -> None:
+    def __init__(
+        self,
+        *,
+        max_batch_size: int,
+        max_batches_per_tick: int,
+        max_open_batches: int,
+        max_sample_partitions: int,
+    ) -> None:
         for name, value in locals().items():
             if name != "self" and value < 1:
                 raise mx.SpecError(f"{name} must be at least 1, got {value}.")
-        for name, value in (("max_batches_per_tick", max_batches_per_tick), ("max_sample_partitions", max_sample_partitions)):
+        for name, value in (
+            ("max_batches_per_tick", max_batches_per_tick),
+            ("max_sample_partitions", max_sample_partitions),
+        ):
             if value > MAX_PARTITION_REQUESTS:
-                raise mx.SpecError(f"{name} must be at most {MAX_PARTITION_REQUESTS} (Dagster's partition requests per tick).")
+                raise mx.SpecError(
+                    f"{name} must be at most {MAX_PARTITION_REQUESTS} "
+                    "(Dagster's guidance for partition requests per tick)."
+                )
         self.batch_size = max_batch_size
         self.per_tick = max_batches_per_tick
         self.open = max_open_batches
@@ -67,7 +96,7 @@ def _evaluate(
     store: mx.MetadataStore,
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
-    partitions_def: Optional[dg.DynamicPartitionsDefinition],
+    partitions_def: dg.DynamicPartitionsDefinition | None,
     mode: Mode,
     limits: _Limits,
 ) -> dg.SensorResult | dg.SkipReason:
@@ -81,7 +110,10 @@ def _evaluate(
     if changes.is_empty:
         return dg.SkipReason(f"No changed samples ({pending.count} batch(es) still open).")
     if room <= 0:
-        return dg.SkipReason(f"{pending.count} open batches reached the limit of {limits.open}; waiting for runs to finish.")
+        return dg.SkipReason(
+            f"{pending.count} open batches reached the limit of {limits.open}; "
+            "waiting for runs to finish."
+        )
     now = datetime.now(UTC)
     if mode == "batch":
         chunks = _batch_chunks(changes.ids, limits.batch_size, room, now)
@@ -98,7 +130,9 @@ def _evaluate_unpartitioned(
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
 ) -> dg.SensorResult | dg.SkipReason:
-    active = context.instance.get_runs(dg.RunsFilter(tags={MODE_TAG: "none"}, statuses=_ACTIVE), limit=1)
+    active = context.instance.get_runs(
+        dg.RunsFilter(tags={MODE_TAG: "none"}, statuses=_ACTIVE), limit=1
+    )
     if active:
         return dg.SkipReason(f"Run {active[0].run_id} is still in progress.")
     changes = collect_changes(store, sources, features, exclude=None)
@@ -106,17 +140,21 @@ def _evaluate_unpartitioned(
         return dg.SkipReason("No changed samples.")
     selection = [feature_asset_key(k) for k in changes.selection_for(None)]
     run_key = f"none-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-    return dg.SensorResult(run_requests=[dg.RunRequest(run_key=run_key, asset_selection=selection, tags={MODE_TAG: "none"})])
+    return dg.SensorResult(
+        run_requests=[
+            dg.RunRequest(run_key=run_key, asset_selection=selection, tags={MODE_TAG: "none"})
+        ]
+    )
 
 
 def increment_sensor(
     graph: mx.FeatureGraph,
     *,
     job: Any,
-    sources: Optional[Mapping[Any, SourceFn]] = None,
-    features: Optional[Sequence[Any]] = None,
+    sources: Mapping[Any, SourceFn] | None = None,
+    features: Sequence[Any] | None = None,
     mode: Mode = "batch",
-    partitions_def: Optional[dg.DynamicPartitionsDefinition] = None,
+    partitions_def: dg.DynamicPartitionsDefinition | None = None,
     max_batch_size: int = 10_000,
     max_batches_per_tick: int = 10,
     max_open_batches: int = 100,
@@ -150,25 +188,35 @@ def increment_sensor(
         SpecError: an unknown mode, a limit below 1, or a partitioned mode without partitions.
 
     Example:
-        >>> sensor = increment_sensor(graph, job=job, sources={"video": list_videos},  # doctest: +SKIP
-        ...                           partitions_def=batch_partitions())
+        >>> sensor = increment_sensor(  # doctest: +SKIP
+        ...     graph, job=job, sources={"video": list_videos},
+        ...     partitions_def=batch_partitions())
     """
     if mode not in ("batch", "none", "sample"):
         raise mx.SpecError(f"Unknown sensor mode {mode!r}: use 'batch', 'none' or 'sample'.")
     if mode != "none" and (partitions_def is None or partitions_def.name is None):
         raise mx.SpecError(f"Mode {mode!r} needs partitions_def=batch_partitions().")
     limits = _Limits(
-        max_batch_size=max_batch_size, max_batches_per_tick=max_batches_per_tick,
-        max_open_batches=max_open_batches, max_sample_partitions=max_sample_partitions,
+        max_batch_size=max_batch_size,
+        max_batches_per_tick=max_batches_per_tick,
+        max_open_batches=max_open_batches,
+        max_sample_partitions=max_sample_partitions,
     )
     source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
     keys = [graph.spec(f).key for f in features] if features is not None else list(graph.keys)
 
     @dg.sensor(
-        name=name, job=job, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status
+        name=name,
+        job=job,
+        minimum_interval_seconds=minimum_interval_seconds,
+        default_status=default_status,
     )
-    def _sensor(context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore) -> dg.SensorResult | dg.SkipReason:
-        return _evaluate(context, metaxy_store.open(), source_by_key, keys, partitions_def, mode, limits)
+    def _sensor(
+        context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore
+    ) -> dg.SensorResult | dg.SkipReason:
+        return _evaluate(
+            context, metaxy_store.open(), source_by_key, keys, partitions_def, mode, limits
+        )
 
     return _sensor
 
@@ -194,21 +242,31 @@ def cleanup_sensor(
         >>> sensor = cleanup_sensor(batch_partitions(), keep=50)  # doctest: +SKIP
     """
     if partitions_def.name is None:
-        raise mx.SpecError("cleanup_sensor needs named dynamic partitions, e.g. batch_partitions().")
+        raise mx.SpecError(
+            "cleanup_sensor needs named dynamic partitions, e.g. batch_partitions()."
+        )
     partitions_name: str = partitions_def.name
 
     @dg.sensor(
         name=name, minimum_interval_seconds=minimum_interval_seconds, default_status=default_status
     )
-    def _sensor(context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore) -> dg.SensorResult | dg.SkipReason:
+    def _sensor(
+        context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore
+    ) -> dg.SensorResult | dg.SkipReason:
         store = metaxy_store.open()
         reconcile_batches(context.instance, store, partitions_name)
-        finished = set(store.batches().filter(pl.col("status").is_in(["done", "failed"]))["batch_key"])
+        finished = set(
+            store.batches().filter(pl.col("status").is_in(["done", "failed"]))["batch_key"]
+        )
         existing = context.instance.get_dynamic_partitions(partitions_name)
-        old = sorted(k for k in existing if k in finished)[: max(0, len(finished & set(existing)) - keep)]
+        old = sorted(k for k in existing if k in finished)[
+            : max(0, len(finished & set(existing)) - keep)
+        ]
         doomed = old[:max_deletes_per_tick]
         if not doomed:
             return dg.SkipReason(f"At most {keep} finished partitions; nothing to delete.")
-        return dg.SensorResult(dynamic_partitions_requests=[partitions_def.build_delete_request(doomed)])
+        return dg.SensorResult(
+            dynamic_partitions_requests=[partitions_def.build_delete_request(doomed)]
+        )
 
     return _sensor

@@ -3,13 +3,13 @@
 import hashlib
 import warnings
 from collections.abc import Mapping
-from typing import Any, Optional
+from typing import Any
 
 import dagster as dg
-import metaxy_core as mx
 import narwhals as nw
 import polars as pl
 
+import metaxy_core as mx
 from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import source_asset_key
 
@@ -21,12 +21,12 @@ def samples_version(samples: pl.DataFrame) -> str:
 
 
 def _source_asset(
-    graph: mx.FeatureGraph, key: mx.FeatureKey, source: SourceFn, group_name: Optional[str]
+    graph: mx.FeatureGraph, key: mx.FeatureKey, source: SourceFn, group_name: str | None
 ) -> dg.AssetsDefinition:
     fields = ", ".join(graph.spec(key).field_keys)
     spec = dg.AssetSpec(
         source_asset_key(key),
-        description=f"Inputs of root feature {key}: ids plus one input version per field ({fields}).",
+        description=f"Inputs of root feature {key}: one input version per field ({fields}).",
         tags={"metaxy/source_of": key.table_name},
         kinds={"metaxy"},
     )
@@ -48,7 +48,7 @@ def _source_asset(
 
 
 def source_assets(
-    graph: mx.FeatureGraph, sources: Mapping[Any, SourceFn], *, group_name: Optional[str] = "metaxy"
+    graph: mx.FeatureGraph, sources: Mapping[Any, SourceFn], *, group_name: str | None = "metaxy"
 ) -> list[dg.AssetsDefinition]:
     """One observable source asset per root feature, upstream of the root's asset.
 
@@ -67,6 +67,8 @@ def source_assets(
     for feature, source in sources.items():
         spec = graph.spec(feature)
         if not spec.is_root:
-            raise mx.SpecError(f"Feature {spec.key} is not a root; only roots take a source function.")
+            raise mx.SpecError(
+                f"Feature {spec.key} is not a root; only roots take a source function."
+            )
         assets.append(_source_asset(graph, spec.key, source, group_name))
     return assets

@@ -15,9 +15,11 @@ def instance(tmp_path):
     # A persistent temporary instance (sensor contexts refuse ephemeral ones); in memory-backed
     # /dev/shm when there is one, since the event log syncs to disk on every event.
     shm = Path("/dev/shm")
-    with tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else tmp_path) as home:
-        with dg.instance_for_test(temp_dir=home) as temp_instance:
-            yield temp_instance
+    with (
+        tempfile.TemporaryDirectory(dir=shm if shm.is_dir() else tmp_path) as home,
+        dg.instance_for_test(temp_dir=home) as temp_instance,
+    ):
+        yield temp_instance
 
 
 @pytest.fixture

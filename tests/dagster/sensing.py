@@ -6,12 +6,16 @@ import dagster as dg
 def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
     """Evaluate sensor `name` with a real context and apply its partition requests."""
     sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(instance=instance, resources=defs.resources, definitions=defs) as context:
+    with dg.build_sensor_context(
+        instance=instance, resources=defs.resources, definitions=defs
+    ) as context:
         result = sensor(context)
     if isinstance(result, dg.SensorResult):
         for request in result.dynamic_partitions_requests or []:
             if isinstance(request, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+                instance.add_dynamic_partitions(
+                    request.partitions_def_name, list(request.partition_keys)
+                )
             else:
                 for key in request.partition_keys:
                     instance.delete_dynamic_partition(request.partitions_def_name, key)

@@ -18,7 +18,10 @@ def run(graph, source, resources, instance, *, computes=COMPUTES):
 
 
 def materializations(result) -> dict[str, dg.AssetMaterialization]:
-    return {e.asset_key.to_user_string(): e.materialization for e in result.get_asset_materialization_events()}
+    return {
+        e.asset_key.to_user_string(): e.materialization
+        for e in result.get_asset_materialization_events()
+    }
 
 
 def meta(m: dg.AssetMaterialization, key: str):
@@ -46,7 +49,9 @@ def test_second_run_writes_nothing_and_keeps_data_versions(graph, source, resour
         assert second[key].tags["dagster/data_version"] == first[key].tags["dagster/data_version"]
 
 
-def test_changed_audio_of_two_samples_writes_two_rows_to_audio_readers(graph, source, resources, instance):
+def test_changed_audio_of_two_samples_writes_two_rows_to_audio_readers(
+    graph, source, resources, instance
+):
     run(graph, source, resources, instance)
     source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
     mats = materializations(run(graph, source, resources, instance))
@@ -62,7 +67,9 @@ def test_orphaned_samples_get_tombstones(graph, source, resources, instance, sto
         assert meta(mats[key], "metaxy/orphaned") == 3
         assert meta(mats[key], "metaxy/tombstones") == 3
         assert meta(mats[key], "dagster/row_count") == 22
-        deleted = store.read(key, include_deleted=True).filter(pl.col("metaxy_deleted_at").is_not_null())
+        deleted = store.read(key, include_deleted=True).filter(
+            pl.col("metaxy_deleted_at").is_not_null()
+        )
         assert deleted["sample_id"].to_list() == ["s0001", "s0007", "s0020"]
 
 
@@ -79,13 +86,20 @@ def test_data_version_does_not_depend_on_row_order(graph, instance):
     for descending in (False, True):
         store = mx.MemoryStore(graph)
         resource = mxd.MetaxyStore(graph=graph, store=store)
-        resources = {"metaxy_store": resource, "metaxy_io_manager": mxd.MetaxyIOManager(store=resource)}
-        result = run(graph, Source(video.inputs(25)), resources, instance, computes=_ordered(descending))
+        resources = {
+            "metaxy_store": resource,
+            "metaxy_io_manager": mxd.MetaxyIOManager(store=resource),
+        }
+        result = run(
+            graph, Source(video.inputs(25)), resources, instance, computes=_ordered(descending)
+        )
         versions.append(materializations(result)["crop"].tags["dagster/data_version"])
     assert versions[0] == versions[1]
 
 
-def test_rows_outside_the_increment_are_refused_and_nothing_is_written(graph, source, resources, instance, store):
+def test_rows_outside_the_increment_are_refused_and_nothing_is_written(
+    graph, source, resources, instance, store
+):
     run(graph, source, resources, instance)
     source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
 
@@ -108,7 +122,9 @@ def test_provenance_check_names_a_tampered_sample(graph, source, resources, inst
     dg.materialize(assets, resources=resources, instance=instance)
     live = store.read("face_detection").filter(pl.col("sample_id") == "s0003")
     kept = ["sample_id", "n_faces", "metaxy_provenance__faces"]
-    store.write("face_detection", live.select(kept).with_columns(metaxy_provenance=pl.lit("tampered")))
+    store.write(
+        "face_detection", live.select(kept).with_columns(metaxy_provenance=pl.lit("tampered"))
+    )
     result = dg.materialize(
         assets, selection=[dg.AssetKey("face_detection")], resources=resources, instance=instance
     )
@@ -120,7 +136,11 @@ def test_provenance_check_names_a_tampered_sample(graph, source, resources, inst
 
 
 def test_definition_metadata_describes_columns_lineage_and_fields(graph):
-    (crop,) = [a for a in mxd.feature_assets(graph, COMPUTES, sources={"video": Source(video.inputs(2))}) if a.key == dg.AssetKey("crop")]
+    (crop,) = [
+        a
+        for a in mxd.feature_assets(graph, COMPUTES, sources={"video": Source(video.inputs(2))})
+        if a.key == dg.AssetKey("crop")
+    ]
     spec = crop.specs_by_key[dg.AssetKey("crop")]
     assert spec.code_version == mx.feature_code_version(graph, "crop")
     assert {d.asset_key for d in spec.deps} == {dg.AssetKey("video")}
@@ -128,10 +148,18 @@ def test_definition_metadata_describes_columns_lineage_and_fields(graph):
     names = [c.name for c in schema.columns]
     assert names[:2] == ["sample_id", "crop_path"] and "metaxy_provenance__frames" in names
     lineage = spec.metadata["dagster/column_lineage"].deps_by_column
-    assert [(d.asset_key, d.column_name) for d in lineage["sample_id"]] == [(dg.AssetKey("video"), "sample_id")]
-    assert [d.column_name for d in lineage["metaxy_provenance__frames"]] == ["metaxy_data_version__frames"]
+    assert [(d.asset_key, d.column_name) for d in lineage["sample_id"]] == [
+        (dg.AssetKey("video"), "sample_id")
+    ]
+    assert [d.column_name for d in lineage["metaxy_provenance__frames"]] == [
+        "metaxy_data_version__frames"
+    ]
     assert all(len(v) <= 63 and "/" not in v for v in spec.tags.values())
-    assert {c.name for c in crop.check_specs} == {"metaxy_provenance", "metaxy_unique_ids", "metaxy_nothing_pending"}
+    assert {c.name for c in crop.check_specs} == {
+        "metaxy_provenance",
+        "metaxy_unique_ids",
+        "metaxy_nothing_pending",
+    }
 
 
 def test_long_tag_values_are_made_tag_safe():

@@ -47,10 +47,17 @@ def test_first_tick_batches_everything_then_second_tick_skips(graph, store, sour
     assert request.run_key == request.partition_key
     assert instance.get_dynamic_partitions("metaxy_batches") == [request.partition_key]
     assert store.batch_ids(request.partition_key).height == 25
-    assert [k.to_user_string() for k in request.asset_selection] == ["video", "crop", "face_detection", "transcript"]
+    assert [k.to_user_string() for k in request.asset_selection] == [
+        "video",
+        "crop",
+        "face_detection",
+        "transcript",
+    ]
     run = execute(defs, request, instance)
     assert run.success
-    assert all(store.read(k).height == 25 for k in ("video", "crop", "face_detection", "transcript"))
+    assert all(
+        store.read(k).height == 25 for k in ("video", "crop", "face_detection", "transcript")
+    )
     assert all(e.passed for e in run.get_asset_check_evaluations())
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
     assert store.batches()["status"].to_list() == ["done"]
@@ -63,7 +70,9 @@ def test_reevaluating_a_tick_never_launches_a_batch_twice(graph, store, source, 
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
 
 
-def test_two_changed_inputs_make_one_batch_and_two_rows_per_affected_feature(graph, store, source, instance):
+def test_two_changed_inputs_make_one_batch_and_two_rows_per_affected_feature(
+    graph, store, source, instance
+):
     defs = definitions(graph, store, source)
     settle(defs, instance)
     source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
@@ -71,7 +80,12 @@ def test_two_changed_inputs_make_one_batch_and_two_rows_per_affected_feature(gra
     assert sorted(store.batch_ids(request.partition_key)["sample_id"]) == ["s0000", "s0001"]
     assert [k.to_user_string() for k in request.asset_selection] == ["video", "crop", "transcript"]
     run = execute(defs, request, instance)
-    assert written_by(store, run.run_id) == {"video": 2, "crop": 2, "face_detection": 0, "transcript": 2}
+    assert written_by(store, run.run_id) == {
+        "video": 2,
+        "crop": 2,
+        "face_detection": 0,
+        "transcript": 2,
+    }
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
 
 
@@ -83,7 +97,12 @@ def test_code_bump_selects_only_features_downstream_of_the_field(graph, store, s
     (request,) = requests(tick(defs, SENSOR, instance))
     assert [k.to_user_string() for k in request.asset_selection] == ["crop", "face_detection"]
     run = execute(defs, request, instance)
-    assert written_by(store, run.run_id) == {"video": 0, "crop": 25, "face_detection": 25, "transcript": 0}
+    assert written_by(store, run.run_id) == {
+        "video": 0,
+        "crop": 25,
+        "face_detection": 25,
+        "transcript": 0,
+    }
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
 
 
@@ -100,7 +119,12 @@ def test_removed_samples_are_tombstoned_by_a_batch_run(graph, store, source, ins
 
 
 def test_batch_limits_bound_each_tick(graph, store, source, instance):
-    defs = definitions(graph, store, source, sensor_options={"max_batch_size": 4, "max_batches_per_tick": 2, "max_open_batches": 5})
+    defs = definitions(
+        graph,
+        store,
+        source,
+        sensor_options={"max_batch_size": 4, "max_batches_per_tick": 2, "max_open_batches": 5},
+    )
     sizes = []
     for _ in range(4):
         result = tick(defs, SENSOR, instance)
@@ -130,17 +154,24 @@ def test_sample_mode_makes_one_partition_per_sample(graph, store, source, instan
 
 
 def test_sample_mode_over_the_cap_is_refused_naming_batch(graph, store, source, instance):
-    defs = definitions(graph, store, source, mode="sample", sensor_options={"max_sample_partitions": 10})
+    defs = definitions(
+        graph, store, source, mode="sample", sensor_options={"max_sample_partitions": 10}
+    )
     with pytest.raises(mx.MetaxyError, match="batch"):
         tick(defs, SENSOR, instance)
 
 
 def test_cleanup_keeps_the_configured_number_of_finished_partitions(graph, store, source, instance):
-    defs = definitions(graph, store, source, keep_partitions=2, sensor_options={"max_batch_size": 5})
+    defs = definitions(
+        graph, store, source, keep_partitions=2, sensor_options={"max_batch_size": 5}
+    )
     settle(defs, instance)
     assert len(instance.get_dynamic_partitions("metaxy_batches")) == 5
     tick(defs, "metaxy_cleanup_sensor", instance)
-    assert instance.get_dynamic_partitions("metaxy_batches") == sorted(store.batches()["batch_key"])[-2:]
+    assert (
+        instance.get_dynamic_partitions("metaxy_batches")
+        == sorted(store.batches()["batch_key"])[-2:]
+    )
     assert store.read("transcript").height == 25
     assert isinstance(tick(defs, "metaxy_cleanup_sensor", instance), dg.SkipReason)
 
@@ -167,3 +198,23 @@ def test_100k_samples_in_batch_mode_stay_within_tick_limits(graph, store, instan
         batched += sum(store.batch_ids(r.partition_key).height for r in requests(result))
     assert batched == 100_000
     assert ticks == 4 + 1  # ceil(100k / 7k) = 15 batches, 4 per tick, then a skip
+
+
+@pytest.mark.slow
+def test_default_duckdb_store_through_sensor_and_run(graph, source, instance, tmp_path):
+    resource = mxd.MetaxyStore(graph=graph, duckdb_path=str(tmp_path / "meta.duckdb"))
+    defs = mxd.build_definitions(graph, COMPUTES, {"video": source}, store=resource)
+    (request,) = requests(tick(defs, SENSOR, instance))
+    run = execute(defs, request, instance)
+    assert run.success and all(e.passed for e in run.get_asset_check_evaluations())
+    source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
+    (request,) = requests(tick(defs, SENSOR, instance))
+    run = execute(defs, request, instance)
+    assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
+    with mx.DuckDBStore(str(tmp_path / "meta.duckdb"), graph) as store:
+        assert written_by(store, run.run_id) == {
+            "video": 2,
+            "crop": 2,
+            "face_detection": 0,
+            "transcript": 2,
+        }
