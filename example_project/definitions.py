@@ -61,7 +61,7 @@ def build_defs(
     graph = graph or feature_graph()
     directory = directory or digits.data_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    return mxd.build_definitions(
+    metaxy = mxd.build_definitions(
         graph,
         {key.path: _dagster_compute(key.path, directory) for key in graph.keys},
         sources={"image": image_source(directory)},
@@ -69,6 +69,8 @@ def build_defs(
         sensor_options={"minimum_interval_seconds": SENSOR_INTERVAL_SECONDS},
         sensors_running=True,
     )
+    # One process per run: the steps are small, and an embedded DuckDB file has one writer.
+    return dg.Definitions.merge(metaxy, dg.Definitions(executor=dg.in_process_executor))
 
 
 defs = build_defs()
