@@ -37,8 +37,9 @@ dev: $(VENV)/.synced
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -p $(PORT)
 
+# The same pipeline headless, on a temporary Dagster instance and data folder (leaves no trace).
 demo: $(VENV)/.synced
-	METAXY_DATA_DIR=$(DATA_DIR) $(VENV)/bin/python -m example_project.demo
+	$(VENV)/bin/python -m example_project.demo
 
 clean:
 	rm -rf $(TOOLS) $(VENV) $(DAGSTER_HOME_DIR) $(DATA_DIR)
