@@ -85,23 +85,45 @@ def main() -> None:
         for _ in range(args.rewrites - 1):
             rewrite(store, video_rows, leaf_rows)
         raw, inc = timed(lambda: store.resolve_update("leaf"), rounds)
-        report(phase="history", rewrites=args.rewrites, compacted=False, n=n, median_ms=raw,
-               ratio=round(raw / first, 2), counts=inc.counts())
+        report(
+            phase="history",
+            rewrites=args.rewrites,
+            compacted=False,
+            n=n,
+            median_ms=raw,
+            ratio=round(raw / first, 2),
+            counts=inc.counts(),
+        )
         start = time.perf_counter()
         removed = store.compact()
         compact_ms = round((time.perf_counter() - start) * 1000, 1)
         report(phase="compact", n=n, ms=compact_ms, removed=removed)
         compacted, inc = timed(lambda: store.resolve_update("leaf"), rounds)
-        report(phase="history", rewrites=args.rewrites, compacted=True, n=n, median_ms=compacted,
-               ratio=round(compacted / first, 2), counts=inc.counts())
-        report(phase="history_ratio", n=n, raw=round(raw / first, 2), compacted=round(compacted / first, 2))
+        report(
+            phase="history",
+            rewrites=args.rewrites,
+            compacted=True,
+            n=n,
+            median_ms=compacted,
+            ratio=round(compacted / first, 2),
+            counts=inc.counts(),
+        )
+        report(
+            phase="history_ratio",
+            n=n,
+            raw=round(raw / first, 2),
+            compacted=round(compacted / first, 2),
+        )
         store.write("video", stale_video)
         ms, inc = timed(lambda: store.resolve_update("leaf"), rounds)
         report(phase="stale", n=n, rewrites=args.rewrites, median_ms=ms, counts=inc.counts())
 
 
 def report(**fields) -> None:
-    print(json.dumps({"impl": "metaxy_core", "store": "delta", "graph": "simple", **fields}), flush=True)
+    print(
+        json.dumps({"impl": "metaxy_core", "store": "delta", "graph": "simple", **fields}),
+        flush=True,
+    )
 
 
 if __name__ == "__main__":

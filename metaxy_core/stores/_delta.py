@@ -5,9 +5,13 @@ an increment reads only id and version columns). Every write is one Delta commit
 leaves the whole write or none of it; concurrent writers are serialised by Delta's optimistic
 concurrency, and a conflicting commit is retried with backoff.
 
-History grows with every rewrite. `compact()` keeps reads fast: it rewrites each feature
-table to its latest row per sample in one commit and, by default, moves the superseded rows
-to an archive table that `history()` still reads.
+History grows with every rewrite, and reading the latest rows costs a window over all of
+it. We chose an explicit `compact()` over a current-rows table kept beside the log: Delta has
+no transaction across two tables, so a second table would break "one write, one commit".
+`compact()` rewrites each feature table to its latest row per sample in one commit and, by
+default, moves the superseded rows to an archive table that `history()` still reads
+(`copy_to` copies the current table only). A commit that leaves one row per sample (the
+creating write, a compaction) says so in its metadata, and reads then skip the window.
 """
 
 import random
@@ -274,9 +278,10 @@ def _holds_one_row_per_sample(delta: DeltaTable) -> bool:
     A commit that vouched wrongly after losing a race (an append that found the table
     created meanwhile, a compaction next to a concurrent append) is caught by the count.
     """
-    (last,) = delta.history(1)
+    # history(1) may return more than one entry on a refreshed table: pick the newest.
+    last = max(delta.history(1), key=lambda commit: commit.get("version", -1))
     vouched = last.get(_ONE_ROW_PER_SAMPLE)
-    if vouched is None:
+    if vouched is None or last.get("version") != delta.version():
         return False
     counts = pl.DataFrame(delta.get_add_actions(flatten=True)).get_column("num_records")
     return counts.null_count() == 0 and str(counts.sum()) == vouched
