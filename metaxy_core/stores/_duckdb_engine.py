@@ -25,11 +25,18 @@ def quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
+_XXH3_EXPR = plh.col("v").nchash.xxh3_64().cast(pl.String)
+
+
 def _xxh3_64(values: pa.Array) -> pa.Array:
-    """xxh3_64 of each string as the decimal text of the u64, exactly as the polars engine."""
-    series = pl.Series(values)
-    hashed = pl.DataFrame({"v": series}).select(plh.col("v").nchash.xxh3_64().cast(pl.String))
-    return hashed.to_series().to_arrow()
+    """xxh3_64 of each string as the decimal text of the u64, exactly as the polars engine.
+
+    DuckDB calls this once per 2048-row vector, so per-call overhead matters: a prebuilt
+    expression on a zero-copy frame is about 4x faster than building a Series each time.
+    """
+    frame = pl.from_arrow(pa.table({"v": values}))
+    assert isinstance(frame, pl.DataFrame)
+    return frame.select(_XXH3_EXPR).to_series().to_arrow()
 
 
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:

@@ -40,7 +40,8 @@ con.close()
 def running(*args: str) -> Iterator[subprocess.Popen]:
     """A child python process (run from the repo root) that is killed on exit."""
     cmd = [sys.executable, "-c", *args]
-    with subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, cwd=REPO) as proc:
+    pipes = {"stdout": subprocess.PIPE, "stderr": subprocess.PIPE}
+    with subprocess.Popen(cmd, **pipes, text=True, cwd=REPO) as proc:
         try:
             yield proc
         finally:
@@ -48,8 +49,13 @@ def running(*args: str) -> Iterator[subprocess.Popen]:
 
 
 def first_line(proc: subprocess.Popen) -> str:
-    assert proc.stdout is not None
-    return proc.stdout.readline().strip()
+    """The child's first line of output; its stderr if it died before printing one."""
+    assert proc.stdout is not None and proc.stderr is not None
+    line = proc.stdout.readline().strip()
+    if not line:
+        proc.wait()
+        return f"child exited {proc.returncode}: {proc.stderr.read()}"
+    return line
 
 
 def test_locked_file_raises_after_lock_timeout(tmp_path):
@@ -119,7 +125,7 @@ with mx.DuckDBStore(path, graph()) as store:
 @pytest.mark.slow
 def test_killed_writer_leaves_whole_write_or_none(tmp_path):
     path = tmp_path / "m.duckdb"
-    n = 300_000  # larger than a DuckDB row group, so uncommitted blocks reach the file
+    n = 150_000  # larger than a DuckDB row group, so uncommitted blocks reach the file
     with mx.DuckDBStore(path, graph()) as store:
         write_root(store, "video", inputs(n), path="v.mp4")
         before = store.read("video")
