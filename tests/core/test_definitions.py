@@ -64,21 +64,33 @@ def test_versions_do_not_depend_on_declaration_order():
 @pytest.mark.parametrize(
     ("feature", "field", "expected_fields", "expected_features"),
     [
-        ("video", "audio", {("video", "audio"), ("crop", "audio"), ("transcript", "text")},
-         {"video", "crop", "transcript"}),
-        ("video", "frames", {("video", "frames"), ("crop", "frames"), ("face_detection", "faces")},
-         {"video", "crop", "face_detection"}),
+        (
+            "video",
+            "audio",
+            {("video", "audio"), ("crop", "audio"), ("transcript", "text")},
+            {"video", "crop", "transcript"},
+        ),
+        (
+            "video",
+            "frames",
+            {("video", "frames"), ("crop", "frames"), ("face_detection", "faces")},
+            {"video", "crop", "face_detection"},
+        ),
         ("crop", "audio", {("crop", "audio")}, {"crop"}),
         ("face_detection", "faces", {("face_detection", "faces")}, {"face_detection"}),
     ],
 )
-def test_code_bump_moves_exactly_the_field_downstream(feature, field, expected_fields, expected_features):
+def test_code_bump_moves_exactly_the_field_downstream(
+    feature, field, expected_fields, expected_features
+):
     g = graph()
     bumped = bump(g, feature, field, "2")
     closure = {(feature, field)} | {(k.path, f) for k, f in g.field_downstream(feature, field)}
     assert moved(field_versions(g), field_versions(bumped)) == expected_fields == closure
     assert moved(feature_versions(g), feature_versions(bumped)) == expected_features
-    assert moved(code_versions(g), code_versions(bumped)) == {feature}  # only the feature's own code
+    assert moved(code_versions(g), code_versions(bumped)) == {
+        feature
+    }  # only the feature's own code
     assert mx.project_version(bumped) != mx.project_version(g)
 
 
@@ -91,7 +103,8 @@ def test_bumping_back_restores_the_versions():
 
 def restyled(spec: mx.FeatureSpec, **changes) -> mx.FeatureSpec:
     fields = [
-        mx.FieldSpec(f.key, code_version=f.code_version, deps=f.deps, description="new words") for f in spec.fields
+        mx.FieldSpec(f.key, code_version=f.code_version, deps=f.deps, description="new words")
+        for f in spec.fields
     ]
     return mx.FeatureSpec(
         spec.key,
@@ -116,7 +129,8 @@ def test_descriptions_tags_metadata_never_change_versions():
 def test_new_user_columns_never_change_versions():
     g = graph()
     wider = mx.FeatureDefinition(
-        Video.spec, dict(g.definition("video").columns) | {"duration": pl.Float64(), "fps": pl.Int64()}
+        Video.spec,
+        dict(g.definition("video").columns) | {"duration": pl.Float64(), "fps": pl.Int64()},
     )
     changed = g.replace(wider)
     assert field_versions(changed) == GOLDEN_FIELDS
@@ -135,7 +149,13 @@ def test_new_upstream_field_moves_only_features_reading_it():
     )
     # Same-named fields keep their versions; crop's fields map by name, so they do not move;
     # the feature version of video moves because it has a new field.
-    assert moved(field_versions(g), {k: v for k, v in field_versions(extra_field).items() if k in GOLDEN_FIELDS}) == set()
+    assert (
+        moved(
+            field_versions(g),
+            {k: v for k, v in field_versions(extra_field).items() if k in GOLDEN_FIELDS},
+        )
+        == set()
+    )
     assert moved(feature_versions(g), feature_versions(extra_field)) == {"video"}
 
 
@@ -150,8 +170,13 @@ def test_version_shapes():
 
 
 def test_new_upstream_field_moves_fields_that_read_all_fields():
-    base = [mx.FeatureSpec("a", id_columns=["id"], fields=["x"]),
-            mx.FeatureSpec("b", id_columns=["id"], fields=["summary"], deps=["a"])]
+    base = [
+        mx.FeatureSpec("a", id_columns=["id"], fields=["x"]),
+        mx.FeatureSpec("b", id_columns=["id"], fields=["summary"], deps=["a"]),
+    ]
     before = mx.FeatureGraph(base)
     after = before.replace(mx.FeatureSpec("a", id_columns=["id"], fields=["x", "y"]))
-    assert moved(field_versions(before), {k: v for k, v in field_versions(after).items() if k in field_versions(before)}) == {("b", "summary")}
+    assert moved(
+        field_versions(before),
+        {k: v for k, v in field_versions(after).items() if k in field_versions(before)},
+    ) == {("b", "summary")}

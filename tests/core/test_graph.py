@@ -43,7 +43,10 @@ def test_not_a_feature():
 
 def test_field_dep_on_unknown_field_lists_the_real_ones():
     bad = spec("b", fields=[mx.FieldSpec("x", deps={"a": ["nope"]})], deps=["a"])
-    with pytest.raises(mx.GraphError, match=r"b, field 'x': a has no field\(s\) \['nope'\]; its fields: \['audio', 'frames'\]"):
+    with pytest.raises(
+        mx.GraphError,
+        match=r"b, field 'x': a has no field\(s\) \['nope'\]; its fields: \['audio', 'frames'\]",
+    ):
         mx.FeatureGraph([spec("a", fields=["audio", "frames"]), bad])
 
 
@@ -62,7 +65,9 @@ def test_cycle_message_names_the_cycle():
 def test_column_collision_between_upstreams_suggests_rename():
     a = with_columns(spec("a"), path=pl.String())
     b = with_columns(spec("b"), path=pl.String())
-    with pytest.raises(mx.GraphError, match=r"column 'path' comes from both a and b\. Hint: rename") as info:
+    with pytest.raises(
+        mx.GraphError, match=r"column 'path' comes from both a and b\. Hint: rename"
+    ) as info:
         mx.FeatureGraph([a, b, spec("leaf", deps=["a", "b"])])
     assert "FeatureDep('b', rename={'path': 'b_path'})" in str(info.value)
 
@@ -70,9 +75,16 @@ def test_column_collision_between_upstreams_suggests_rename():
 def test_rename_or_select_resolves_a_collision():
     a = with_columns(spec("a"), path=pl.String())
     b = with_columns(spec("b"), path=pl.String(), size=pl.Int64())
-    renamed = mx.FeatureGraph([a, b, spec("leaf", deps=["a", mx.FeatureDep("b", rename={"path": "b_path"})])])
-    assert renamed.upstream_columns("leaf") == {K("a"): {"path": "path"}, K("b"): {"path": "b_path", "size": "size"}}
-    selected = mx.FeatureGraph([a, b, spec("leaf", deps=["a", mx.FeatureDep("b", select=["size"])])])
+    renamed = mx.FeatureGraph(
+        [a, b, spec("leaf", deps=["a", mx.FeatureDep("b", rename={"path": "b_path"})])]
+    )
+    assert renamed.upstream_columns("leaf") == {
+        K("a"): {"path": "path"},
+        K("b"): {"path": "b_path", "size": "size"},
+    }
+    selected = mx.FeatureGraph(
+        [a, b, spec("leaf", deps=["a", mx.FeatureDep("b", select=["size"])])]
+    )
     assert selected.upstream_columns("leaf")[K("b")] == {"size": "size"}
 
 
@@ -82,9 +94,15 @@ def test_rename_or_select_resolves_a_collision():
         (mx.FeatureDep("a", rename={"nope": "x"}), "unknown upstream column 'nope'"),
         (mx.FeatureDep("a", select=["nope"]), "unknown upstream column 'nope'"),
         (mx.FeatureDep("a", select=["sample_id"]), "'select' lists id columns"),
-        (mx.FeatureDep("a", rename={"sample_id": "other"}), "identity lineage needs the upstream ids"),
+        (
+            mx.FeatureDep("a", rename={"sample_id": "other"}),
+            "identity lineage needs the upstream ids",
+        ),
         (mx.FeatureDep("a", lineage=mx.Lineage.aggregation(on=["path"])), "aggregation 'on'"),
-        (mx.FeatureDep("a", lineage=mx.Lineage.expansion(on=["sample_id"])), "strict subset of the id columns"),
+        (
+            mx.FeatureDep("a", lineage=mx.Lineage.expansion(on=["sample_id"])),
+            "strict subset of the id columns",
+        ),
     ],
 )
 def test_bad_edges(dep, message):
@@ -115,18 +133,24 @@ def test_expansion_deps_must_share_on_columns():
 
 
 def test_valid_aggregation_and_expansion_edges():
-    utterances = with_columns(spec("utterance", ids=["utt_id"]), speaker_id=pl.String(), text=pl.String())
+    utterances = with_columns(
+        spec("utterance", ids=["utt_id"]), speaker_id=pl.String(), text=pl.String()
+    )
     speakers = spec(
-        "speaker", ids=["speaker_id"],
+        "speaker",
+        ids=["speaker_id"],
         deps=[mx.FeatureDep("utterance", lineage=mx.Lineage.aggregation(on=["speaker_id"]))],
     )
     frames = spec(
-        "frame", ids=["utt_id", "frame"],
+        "frame",
+        ids=["utt_id", "frame"],
         deps=[mx.FeatureDep("utterance", lineage=mx.Lineage.expansion(on=["utt_id"]))],
     )
     graph = mx.FeatureGraph([utterances, speakers, frames])
     assert graph.upstream_columns("speaker") == {K("utterance"): {}}  # one row stands for many
-    assert graph.upstream_columns("frame") == {K("utterance"): {"speaker_id": "speaker_id", "text": "text"}}
+    assert graph.upstream_columns("frame") == {
+        K("utterance"): {"speaker_id": "speaker_id", "text": "text"}
+    }
 
 
 # -- lookups, order, closure ------------------------------------------------------------------
@@ -140,7 +164,9 @@ def test_topological_order_upstreams_first_ties_by_key():
     order = [k.path for k in video_graph().topological_order()]
     assert order == ["video", "crop", "face_detection", "transcript"]
     assert video_graph().keys == video_graph().topological_order()
-    diamond = mx.FeatureGraph([spec("z"), spec("d", deps=["b", "c"]), spec("c", deps=["z"]), spec("b", deps=["z"])])
+    diamond = mx.FeatureGraph(
+        [spec("z"), spec("d", deps=["b", "c"]), spec("c", deps=["z"]), spec("b", deps=["z"])]
+    )
     assert [k.path for k in diamond.topological_order()] == ["z", "b", "c", "d"]
 
 
@@ -151,14 +177,21 @@ def test_lookups():
     assert "nope" not in graph and 3 not in graph
     assert graph.spec(Crop) is Crop.spec
     assert graph.definition("crop").feature_class is Crop
-    with pytest.raises(mx.UnknownFeatureError, match="Unknown feature nope; the graph has: video, crop") as info:
+    with pytest.raises(
+        mx.UnknownFeatureError, match="Unknown feature nope; the graph has: video, crop"
+    ) as info:
         graph.spec("nope")
     assert isinstance(info.value, KeyError) and isinstance(info.value, mx.MetaxyError)
 
 
 def test_downstream_closure():
     graph = video_graph()
-    assert [k.path for k in graph.downstream(["video"])] == ["video", "crop", "face_detection", "transcript"]
+    assert [k.path for k in graph.downstream(["video"])] == [
+        "video",
+        "crop",
+        "face_detection",
+        "transcript",
+    ]
     assert [k.path for k in graph.downstream([Crop], include_self=False)] == ["face_detection"]
     assert graph.downstream(["transcript"], include_self=False) == ()
     with pytest.raises(mx.UnknownFeatureError):
@@ -166,14 +199,18 @@ def test_downstream_closure():
 
 
 def test_default_field_mapping_same_name_else_all():
-    graph = mx.FeatureGraph([
-        spec("video", fields=["audio", "frames"]),
-        spec("meta", fields=["size"]),
-        spec("crop", fields=["audio", "frames", "summary"], deps=["video", "meta"]),
-    ])
+    graph = mx.FeatureGraph(
+        [
+            spec("video", fields=["audio", "frames"]),
+            spec("meta", fields=["size"]),
+            spec("crop", fields=["audio", "frames", "summary"], deps=["video", "meta"]),
+        ]
+    )
     assert graph.field_parents("crop", "audio") == ((K("meta"), "size"), (K("video"), "audio"))
     assert graph.field_parents("crop", "summary") == (
-        (K("meta"), "size"), (K("video"), "audio"), (K("video"), "frames"),
+        (K("meta"), "size"),
+        (K("video"), "audio"),
+        (K("video"), "frames"),
     )
     assert graph.field_parents("video", "audio") == ()
 
@@ -183,12 +220,21 @@ def test_explicit_field_deps():
     assert graph.field_parents("face_detection", "faces") == ((K("crop"), "frames"),)
     assert graph.field_parents("transcript", "text") == ((K("video"), "audio"),)
     # An explicit dep without field names means all fields, even if one has the same name.
-    explicit_all = mx.FeatureGraph([
-        spec("video", fields=["audio", "frames"]),
-        spec("crop", fields=[mx.FieldSpec("audio", deps=[mx.FieldDep("video")])], deps=["video"]),
-    ])
-    assert explicit_all.field_parents("crop", "audio") == ((K("video"), "audio"), (K("video"), "frames"))
-    no_parents = mx.FeatureGraph([spec("video"), spec("c", fields=[mx.FieldSpec("x", deps=[])], deps=["video"])])
+    explicit_all = mx.FeatureGraph(
+        [
+            spec("video", fields=["audio", "frames"]),
+            spec(
+                "crop", fields=[mx.FieldSpec("audio", deps=[mx.FieldDep("video")])], deps=["video"]
+            ),
+        ]
+    )
+    assert explicit_all.field_parents("crop", "audio") == (
+        (K("video"), "audio"),
+        (K("video"), "frames"),
+    )
+    no_parents = mx.FeatureGraph(
+        [spec("video"), spec("c", fields=[mx.FieldSpec("x", deps=[])], deps=["video"])]
+    )
     assert no_parents.field_parents("c", "x") == ()
     with pytest.raises(mx.SpecError, match="no field 'nope'"):
         graph.field_parents("crop", "nope")
@@ -196,8 +242,14 @@ def test_explicit_field_deps():
 
 def test_field_downstream():
     graph = video_graph()
-    assert graph.field_downstream("video", "audio") == ((K("crop"), "audio"), (K("transcript"), "text"))
-    assert graph.field_downstream(Video, "frames") == ((K("crop"), "frames"), (K("face_detection"), "faces"))
+    assert graph.field_downstream("video", "audio") == (
+        (K("crop"), "audio"),
+        (K("transcript"), "text"),
+    )
+    assert graph.field_downstream(Video, "frames") == (
+        (K("crop"), "frames"),
+        (K("face_detection"), "faces"),
+    )
     assert graph.field_downstream("crop", "audio") == ()
 
 
@@ -216,7 +268,11 @@ def test_replace_swaps_a_definition():
 def test_from_module_object_and_name():
     by_object = mx.FeatureGraph.from_module(video_module)
     by_name = mx.FeatureGraph.from_module("tests.core.video")
-    assert set(by_object.keys) == set(by_name.keys) == {K("video"), K("crop"), K("face_detection"), K("transcript")}
+    assert (
+        set(by_object.keys)
+        == set(by_name.keys)
+        == {K("video"), K("crop"), K("face_detection"), K("transcript")}
+    )
 
 
 def test_from_module_ignores_imported_features(monkeypatch):
@@ -235,7 +291,10 @@ def test_from_module_ignores_imported_features(monkeypatch):
 def rich_graph() -> mx.FeatureGraph:
     import datetime as dt
 
-    class Raw(mx.Feature, spec=mx.FeatureSpec("media/raw", id_columns=["sample_id"], fields=["audio", "frames"])):
+    class Raw(
+        mx.Feature,
+        spec=mx.FeatureSpec("media/raw", id_columns=["sample_id"], fields=["audio", "frames"]),
+    ):
         path: str
         size: int
         at: dt.datetime
@@ -246,8 +305,17 @@ def rich_graph() -> mx.FeatureGraph:
         spec=mx.FeatureSpec(
             "media/clean",
             id_columns=["sample_id"],
-            fields=[mx.FieldSpec("audio", code_version="3", deps={"media/raw": ["audio"]}, description="d"), "frames"],
-            deps=[mx.FeatureDep(Raw, rename={"path": "raw_path"}, select=["path", "size"], filters=["size > 1"])],
+            fields=[
+                mx.FieldSpec(
+                    "audio", code_version="3", deps={"media/raw": ["audio"]}, description="d"
+                ),
+                "frames",
+            ],
+            deps=[
+                mx.FeatureDep(
+                    Raw, rename={"path": "raw_path"}, select=["path", "size"], filters=["size > 1"]
+                )
+            ],
             description="clean media",
             tags={"team": "ml"},
         ),
@@ -268,7 +336,9 @@ def test_snapshot_round_trip_keeps_versions_and_columns():
             assert mx.field_version(loaded, key, f) == mx.field_version(graph, key, f)
         assert loaded.spec(key) == graph.spec(key)
         assert dict(loaded.definition(key).columns) == dict(graph.definition(key).columns)
-    assert mx.FeatureGraph.from_snapshot(json.loads(text)).to_json() == text  # dict form too, stable
+    assert (
+        mx.FeatureGraph.from_snapshot(json.loads(text)).to_json() == text
+    )  # dict form too, stable
     data = json.loads(text)
     assert data["project_version"] == graph.project_version
     assert [f["key"] for f in data["features"]] == ["media/raw", "media/clean"]

@@ -1,4 +1,4 @@
-"""Increments: new / stale (fields and reasons) / orphaned, missing upstreams, aggregation, expansion."""
+"""Increments: new / stale (fields, reasons) / orphaned, missing upstreams, lineage kinds."""
 
 import polars as pl
 import pytest
@@ -27,7 +27,11 @@ def test_first_increment_is_all_new_with_key_carried_and_provenance_columns():
     inc = store.resolve_update("crop")
     assert inc.counts() == {"new": 3, "stale": 0, "orphaned": 0}
     assert inc.new.columns == [
-        "sample_id", "path", C.provenance_column("audio"), C.provenance_column("frames"), C.PROVENANCE,
+        "sample_id",
+        "path",
+        C.provenance_column("audio"),
+        C.provenance_column("frames"),
+        C.PROVENANCE,
     ]
     assert inc.describe() == "crop: 3 new, 0 stale, 0 orphaned"
     assert inc.status is mx.IncrementStatus.OK and inc.missing_upstreams == ()
@@ -53,7 +57,9 @@ def test_several_stale_fields_on_one_row_are_aligned_with_reasons():
     store = mx.MemoryStore(graph())
     run_all(store, inputs(2))
     store.graph = bump(store.graph, "crop", "frames", "2")
-    compute_increment(store, "video", VALUES["video"], samples=inputs(2, audio_suffix="x", changed=1))
+    compute_increment(
+        store, "video", VALUES["video"], samples=inputs(2, audio_suffix="x", changed=1)
+    )
     crop = store.resolve_update("crop")
     rows = {r["sample_id"]: r for r in crop.stale.iter_rows(named=True)}
     assert rows["s0000"][C.STALE_FIELDS] == ["audio", "frames"]
@@ -65,7 +71,9 @@ def test_several_stale_fields_on_one_row_are_aligned_with_reasons():
 def test_to_compute_stacks_new_and_stale():
     store = mx.MemoryStore(graph())
     run_all(store, inputs(2))
-    compute_increment(store, "video", VALUES["video"], samples=inputs(3, audio_suffix="x", changed=1))
+    compute_increment(
+        store, "video", VALUES["video"], samples=inputs(3, audio_suffix="x", changed=1)
+    )
     inc = store.resolve_update("crop")
     assert inc.counts() == {"new": 1, "stale": 1, "orphaned": 0}
     rows = inc.to_compute().sort("sample_id")
@@ -76,7 +84,9 @@ def test_to_compute_stacks_new_and_stale():
 def test_root_samples_that_disappear_are_orphaned_then_downstream_too():
     store = mx.MemoryStore(graph())
     run_all(store, inputs(5))
-    video = compute_increment(store, "video", VALUES["video"], samples=inputs(5).filter(pl.col("sample_id") != "s0003"))
+    video = compute_increment(
+        store, "video", VALUES["video"], samples=inputs(5).filter(pl.col("sample_id") != "s0003")
+    )
     assert video.orphaned.to_dicts() == [{"sample_id": "s0003"}]
     for key in ORDER[1:]:
         inc = compute_increment(store, key, VALUES[key])
@@ -119,7 +129,9 @@ def test_upstream_written_but_all_deleted_orphans_everything():
 # -- aggregation (N:1) ------------------------------------------------------------------------
 
 
-class Utterance(mx.Feature, spec=mx.FeatureSpec("utterance", id_columns=["utt_id"], fields=["audio", "text"])):
+class Utterance(
+    mx.Feature, spec=mx.FeatureSpec("utterance", id_columns=["utt_id"], fields=["audio", "text"])
+):
     speaker_id: str
 
 
@@ -151,12 +163,14 @@ def lineage_graph() -> mx.FeatureGraph:
     return mx.FeatureGraph([Utterance, Speaker, Frame])
 
 
-UTTERANCES = pl.DataFrame({
-    "utt_id": ["u1", "u2", "u3", "u4"],
-    "audio": ["a1", "a2", "a3", "a4"],
-    "text": ["t1", "t2", "t3", "t4"],
-    "speaker_id": ["x", "x", "y", "y"],
-})
+UTTERANCES = pl.DataFrame(
+    {
+        "utt_id": ["u1", "u2", "u3", "u4"],
+        "audio": ["a1", "a2", "a3", "a4"],
+        "text": ["t1", "t2", "t3", "t4"],
+        "speaker_id": ["x", "x", "y", "y"],
+    }
+)
 
 
 def write_utterances(store: mx.MetadataStore, frame: pl.DataFrame = UTTERANCES) -> mx.Increment:
@@ -182,10 +196,39 @@ def test_aggregation_returns_one_row_per_group():
 @pytest.mark.parametrize(
     ("change", "stale", "orphaned"),
     [
-        (lambda f: f.with_columns(pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")), ["y"], []),
-        (lambda f: f.with_columns(pl.when(pl.col("utt_id") == "u1").then(pl.lit("new")).otherwise("text").alias("text")), [], []),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.col("utt_id") == "u3")
+                .then(pl.lit("new"))
+                .otherwise("audio")
+                .alias("audio")
+            ),
+            ["y"],
+            [],
+        ),
+        (
+            lambda f: f.with_columns(
+                pl.when(pl.col("utt_id") == "u1")
+                .then(pl.lit("new"))
+                .otherwise("text")
+                .alias("text")
+            ),
+            [],
+            [],
+        ),
         (lambda f: f.filter(pl.col("utt_id") != "u2"), ["x"], []),
-        (lambda f: pl.concat([f, pl.DataFrame({"utt_id": ["u5"], "audio": ["a5"], "text": ["t5"], "speaker_id": ["y"]})]), ["y"], []),
+        (
+            lambda f: pl.concat(
+                [
+                    f,
+                    pl.DataFrame(
+                        {"utt_id": ["u5"], "audio": ["a5"], "text": ["t5"], "speaker_id": ["y"]}
+                    ),
+                ]
+            ),
+            ["y"],
+            [],
+        ),
         (lambda f: f.filter(pl.col("speaker_id") != "x"), [], ["x"]),
     ],
     ids=["member-audio", "member-text-not-read", "member-removed", "member-added", "group-gone"],
@@ -206,11 +249,16 @@ def test_aggregation_moving_a_member_between_groups_stales_both():
     write_utterances(store)
     compute_increment(store, "speaker", {"n_utterances": 2})
     moved = UTTERANCES.with_columns(
-        pl.when(pl.col("utt_id") == "u2").then(pl.lit("y")).otherwise("speaker_id").alias("speaker_id")
+        pl.when(pl.col("utt_id") == "u2")
+        .then(pl.lit("y"))
+        .otherwise("speaker_id")
+        .alias("speaker_id")
     )
     # speaker_id is a user column of the root, so re-write u2 with its unchanged provenance.
-    rows = store.read("utterance").filter(pl.col("utt_id") == "u2").select(
-        "utt_id", C.PROVENANCE, *(C.provenance_column(f) for f in ("audio", "text"))
+    rows = (
+        store.read("utterance")
+        .filter(pl.col("utt_id") == "u2")
+        .select("utt_id", C.PROVENANCE, *(C.provenance_column(f) for f in ("audio", "text")))
     )
     store.write("utterance", rows.join(moved.select("utt_id", "speaker_id"), on="utt_id"))
     assert sorted(store.resolve_update("speaker").stale["speaker_id"]) == ["x", "y"]
@@ -221,7 +269,9 @@ def test_aggregation_moving_a_member_between_groups_stales_both():
 
 def children(pairs: list[tuple[str, str]]) -> pl.DataFrame:
     ids = {"utt_id": [u for u, _ in pairs], "frame": [f for _, f in pairs]}
-    return pl.DataFrame(ids, schema={"utt_id": pl.String, "frame": pl.String}).with_columns(t=pl.lit(0.5))
+    return pl.DataFrame(ids, schema={"utt_id": pl.String, "frame": pl.String}).with_columns(
+        t=pl.lit(0.5)
+    )
 
 
 def write_frames(store: mx.MetadataStore, pairs: list[tuple[str, str]]) -> mx.Increment:
@@ -255,9 +305,12 @@ def test_expansion_parent_change_is_one_stale_parent_row():
     store = mx.MemoryStore(lineage_graph())
     write_utterances(store)
     write_frames(store, FRAMES)
-    write_utterances(store, UTTERANCES.with_columns(
-        pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")
-    ))
+    write_utterances(
+        store,
+        UTTERANCES.with_columns(
+            pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")
+        ),
+    )
     inc = store.resolve_update("frame")
     assert inc.stale["utt_id"].to_list() == ["u3"]
     assert inc.stale_fields() == {"audio": {"upstream": 1}}
@@ -267,9 +320,12 @@ def test_expansion_recompute_with_fewer_children_replaces_the_parent_children():
     store = mx.MemoryStore(lineage_graph())
     write_utterances(store)
     write_frames(store, FRAMES)
-    write_utterances(store, UTTERANCES.with_columns(
-        pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")
-    ))
+    write_utterances(
+        store,
+        UTTERANCES.with_columns(
+            pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")
+        ),
+    )
     write_frames(store, [("u3", "0")])  # u3 now yields one child instead of three
     assert store.resolve_update("frame").is_empty
     live = store.read("frame").filter(pl.col("utt_id") == "u3")
@@ -285,7 +341,9 @@ def test_expansion_children_are_orphaned_when_their_parent_disappears():
     write_utterances(store, UTTERANCES.filter(pl.col("utt_id") != "u3"))
     inc = store.resolve_update("frame")
     assert inc.orphaned.sort("frame").to_dicts() == [
-        {"utt_id": "u3", "frame": "0"}, {"utt_id": "u3", "frame": "1"}, {"utt_id": "u3", "frame": "2"},
+        {"utt_id": "u3", "frame": "0"},
+        {"utt_id": "u3", "frame": "1"},
+        {"utt_id": "u3", "frame": "2"},
     ]
     assert inc.new.is_empty() and inc.stale.is_empty()
     write_frames(store, [])
@@ -299,6 +357,11 @@ def test_stamp_children_overrides_stale_child_provenance_and_rejects_strangers()
     parents = store.resolve_update("frame").to_compute()
     kids = children([("u1", "0")]).with_columns(pl.lit("bogus").alias(C.PROVENANCE))
     stamped = mx.stamp_children(parents, kids, on=["utt_id"])
-    assert stamped[C.PROVENANCE].to_list() == parents.filter(pl.col("utt_id") == "u1")[C.PROVENANCE].to_list()
-    with pytest.raises(mx.WriteValidationError, match=r"1 child row\(s\) name parents outside the increment.*u9"):
+    assert (
+        stamped[C.PROVENANCE].to_list()
+        == parents.filter(pl.col("utt_id") == "u1")[C.PROVENANCE].to_list()
+    )
+    with pytest.raises(
+        mx.WriteValidationError, match=r"1 child row\(s\) name parents outside the increment.*u9"
+    ):
         mx.stamp_children(parents, children([("u9", "0")]), on=["utt_id"])

@@ -38,8 +38,12 @@ def video_store(n: int = 3) -> mx.MemoryStore:
 
 def rewrite_video(store: mx.MemoryStore, ids: list[str], path: str) -> int:
     rows = store.read("video", include_deleted=True).filter(pl.col("sample_id").is_in(ids))
-    return store.write("video", rows.select("sample_id", C.PROVENANCE, C.provenance_column("audio"),
-                                            C.provenance_column("frames")).with_columns(path=pl.lit(path)))
+    return store.write(
+        "video",
+        rows.select(
+            "sample_id", C.PROVENANCE, C.provenance_column("audio"), C.provenance_column("frames")
+        ).with_columns(path=pl.lit(path)),
+    )
 
 
 # -- columns ------------------------------------------------------------------------------------
@@ -48,7 +52,11 @@ def rewrite_video(store: mx.MemoryStore, ids: list[str], path: str) -> int:
 def test_every_system_column_is_present_and_typed():
     store = mx.MemoryStore(graph())
     compute_increment(store, "video", VALUES["video"], samples=inputs(2))
-    store.write("crop", store.resolve_update("crop").new.with_columns(crop_path=pl.lit("c")), materialization_id="run-1")
+    store.write(
+        "crop",
+        store.resolve_update("crop").new.with_columns(crop_path=pl.lit("c")),
+        materialization_id="run-1",
+    )
     video = store.read("video")
     assert video.columns == ["sample_id", "path", *SYSTEM_DTYPES]
     assert dict(video.schema) == {"sample_id": pl.String, "path": pl.String, **SYSTEM_DTYPES}
@@ -66,7 +74,10 @@ def test_every_system_column_is_present_and_typed():
 def test_read_columns_filters_and_empty_reads():
     store = video_store(3)
     assert store.read("video", columns=["path"]).columns == ["sample_id", "path"]
-    assert store.read("video", filters=["sample_id > 's0000'"])["sample_id"].to_list() == ["s0001", "s0002"]
+    assert store.read("video", filters=["sample_id > 's0000'"])["sample_id"].to_list() == [
+        "s0001",
+        "s0002",
+    ]
     empty = store.read("crop")
     assert empty.is_empty() and empty.columns == ["sample_id", "crop_path"]
     assert store.history("crop").is_empty()
@@ -83,7 +94,11 @@ def test_append_only_history_and_latest_row_per_sample():
     rewrite_video(store, ["s0001"], "third.mp4")
     history = store.history("video")
     assert history.height == 5
-    assert history.filter(pl.col("sample_id") == "s0001")["path"].to_list() == ["v.mp4", "second.mp4", "third.mp4"]
+    assert history.filter(pl.col("sample_id") == "s0001")["path"].to_list() == [
+        "v.mp4",
+        "second.mp4",
+        "third.mp4",
+    ]
     assert history[C.WRITE_ID].is_sorted()
     latest = store.read("video")
     assert latest["sample_id"].to_list() == ["s0000", "s0001", "s0002"]  # sorted by id
@@ -185,13 +200,21 @@ def test_compatible_dtypes_are_cast():
         at: dt.datetime
 
     store = mx.MemoryStore(mx.FeatureGraph([Scores]))
-    rows = store.resolve_update("scores", samples=pl.DataFrame({"sample_id": ["a"], "default": ["x"]})).new
-    store.write("scores", rows.with_columns(
-        pl.lit(3, pl.Int32).alias("n"), pl.lit(2, pl.Int16).alias("score"),
-        pl.lit(dt.datetime(2024, 1, 1), pl.Datetime("ns")).alias("at"),
-    ))
+    rows = store.resolve_update(
+        "scores", samples=pl.DataFrame({"sample_id": ["a"], "default": ["x"]})
+    ).new
+    store.write(
+        "scores",
+        rows.with_columns(
+            pl.lit(3, pl.Int32).alias("n"),
+            pl.lit(2, pl.Int16).alias("score"),
+            pl.lit(dt.datetime(2024, 1, 1), pl.Datetime("ns")).alias("at"),
+        ),
+    )
     assert dict(store.read("scores").select("n", "score", "at").schema) == {
-        "n": pl.Int64, "score": pl.Float64, "at": pl.Datetime("us", "UTC"),
+        "n": pl.Int64,
+        "score": pl.Float64,
+        "at": pl.Datetime("us", "UTC"),
     }
 
 
@@ -202,7 +225,7 @@ def test_writing_an_empty_frame_writes_nothing():
     assert store.history("video").height == 1
 
 
-# -- bad input: a clear error and nothing written ---------------------------------------------------
+# -- bad input: a clear error and nothing written --------------------------------------------------
 
 
 def good_crop_rows(store: mx.MemoryStore) -> pl.DataFrame:
@@ -211,44 +234,71 @@ def good_crop_rows(store: mx.MemoryStore) -> pl.DataFrame:
 
 BAD_WRITES = {
     "missing id column": (
-        "crop", lambda s: good_crop_rows(s).drop("sample_id"), mx.WriteValidationError, r"missing id column\(s\) \['sample_id'\]",
+        "crop",
+        lambda s: good_crop_rows(s).drop("sample_id"),
+        mx.WriteValidationError,
+        r"missing id column\(s\) \['sample_id'\]",
     ),
     "null id": (
-        "crop", lambda s: good_crop_rows(s).with_columns(pl.lit(None, pl.String).alias("sample_id")),
-        mx.WriteValidationError, "id column 'sample_id' has 1 null",
+        "crop",
+        lambda s: good_crop_rows(s).with_columns(pl.lit(None, pl.String).alias("sample_id")),
+        mx.WriteValidationError,
+        "id column 'sample_id' has 1 null",
     ),
     "duplicate ids": (
-        "crop", lambda s: pl.concat([good_crop_rows(s), good_crop_rows(s).head(1)]),
-        mx.WriteValidationError, r"2 rows share ids, e.g. \[\{'sample_id': 's0001'\}\]",
+        "crop",
+        lambda s: pl.concat([good_crop_rows(s), good_crop_rows(s).head(1)]),
+        mx.WriteValidationError,
+        r"2 rows share ids, e.g. \[\{'sample_id': 's0001'\}\]",
     ),
     "wrong dtype": (
-        "crop", lambda s: good_crop_rows(s).with_columns(crop_path=pl.lit(1)),
-        mx.WriteValidationError, "column 'crop_path' has dtype Int32, expected String",
+        "crop",
+        lambda s: good_crop_rows(s).with_columns(crop_path=pl.lit(1)),
+        mx.WriteValidationError,
+        "column 'crop_path' has dtype Int32, expected String",
     ),
     "wrong id dtype": (
-        "crop", lambda s: good_crop_rows(s).with_columns(pl.lit(1).alias("sample_id")),
-        mx.WriteValidationError, "column 'sample_id' has dtype",
+        "crop",
+        lambda s: good_crop_rows(s).with_columns(pl.lit(1).alias("sample_id")),
+        mx.WriteValidationError,
+        "column 'sample_id' has dtype",
     ),
     "unknown column": (
-        "crop", lambda s: good_crop_rows(s).with_columns(surprise=pl.lit(1)),
-        mx.WriteValidationError, r"unknown column\(s\) \['surprise'\]; declare them on the feature class Crop",
+        "crop",
+        lambda s: good_crop_rows(s).with_columns(surprise=pl.lit(1)),
+        mx.WriteValidationError,
+        r"unknown column\(s\) \['surprise'\]; declare them on the feature class Crop",
     ),
     "unknown feature": (
-        "nope", lambda s: good_crop_rows(s), mx.UnknownFeatureError, "Unknown feature nope",
+        "nope",
+        lambda s: good_crop_rows(s),
+        mx.UnknownFeatureError,
+        "Unknown feature nope",
     ),
     "root rows without provenance": (
-        "video", lambda s: pl.DataFrame({"sample_id": ["z"], "path": ["z.mp4"]}),
-        mx.WriteValidationError, r"root rows need the provenance columns \['metaxy_provenance'",
+        "video",
+        lambda s: pl.DataFrame({"sample_id": ["z"], "path": ["z.mp4"]}),
+        mx.WriteValidationError,
+        r"root rows need the provenance columns \['metaxy_provenance'",
     ),
     "null provenance": (
-        "crop", lambda s: good_crop_rows(s).with_columns(pl.lit(None, pl.String).alias(C.PROVENANCE)),
-        mx.WriteValidationError, r"provenance column\(s\) \['metaxy_provenance'\] hold nulls",
+        "crop",
+        lambda s: good_crop_rows(s).with_columns(pl.lit(None, pl.String).alias(C.PROVENANCE)),
+        mx.WriteValidationError,
+        r"provenance column\(s\) \['metaxy_provenance'\] hold nulls",
     ),
     "rows without upstream": (
-        "crop", lambda s: pl.DataFrame({"sample_id": ["s0000", "ghost"], "crop_path": ["c", "c"]}),
-        mx.WriteValidationError, r"1 row\(s\) have no upstream rows, e.g. \[\{'sample_id': 'ghost'\}\]",
+        "crop",
+        lambda s: pl.DataFrame({"sample_id": ["s0000", "ghost"], "crop_path": ["c", "c"]}),
+        mx.WriteValidationError,
+        r"1 row\(s\) have no upstream rows, e.g. \[\{'sample_id': 'ghost'\}\]",
     ),
-    "not a frame": ("crop", lambda s: [1, 2, 3], mx.WriteValidationError, "expected a dataframe, got list"),
+    "not a frame": (
+        "crop",
+        lambda s: [1, 2, 3],
+        mx.WriteValidationError,
+        "expected a dataframe, got list",
+    ),
 }
 
 
@@ -258,7 +308,10 @@ def test_bad_writes_raise_and_write_nothing(case):
     store = video_store(3)
     compute_increment(store, "crop", VALUES["crop"])
     changed = inputs(3).with_columns(
-        pl.when(pl.col("sample_id") == "s0001").then(pl.lit("new")).otherwise("audio").alias("audio")
+        pl.when(pl.col("sample_id") == "s0001")
+        .then(pl.lit("new"))
+        .otherwise("audio")
+        .alias("audio")
     )
     compute_increment(store, "video", VALUES["video"], samples=changed)
     assert store.resolve_update("crop").counts()["stale"] == 1

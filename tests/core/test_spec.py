@@ -59,7 +59,7 @@ def test_field_spec_defaults_and_int_code_version():
 
 @pytest.mark.parametrize("bad", ["", None, 1.5, ["1"]])
 def test_field_code_version_must_be_a_non_empty_string(bad):
-    with pytest.raises(mx.SpecError, match="'audio'.*code_version"):
+    with pytest.raises(mx.SpecError, match=r"'audio'.*code_version"):
         mx.FieldSpec("audio", code_version=bad)
 
 
@@ -156,7 +156,9 @@ def test_feature_dep_filters_must_be_predicates(bad):
 
 def test_feature_spec_basics():
     spec = mx.FeatureSpec(
-        ["media", "video"], id_columns="sample_id", fields=["audio", mx.FieldSpec("frames", code_version="2")]
+        ["media", "video"],
+        id_columns="sample_id",
+        fields=["audio", mx.FieldSpec("frames", code_version="2")],
     )
     assert spec.key == mx.FeatureKey("media/video")
     assert spec.id_columns == ("sample_id",)
@@ -169,7 +171,9 @@ def test_feature_spec_basics():
 
 def test_feature_spec_deps_accept_keys_specs_classes_and_edges():
     spec = mx.FeatureSpec(
-        "leaf", id_columns=["sample_id"], deps=["a", Video.spec, Crop, mx.FeatureDep("b", optional=True)]
+        "leaf",
+        id_columns=["sample_id"],
+        deps=["a", Video.spec, Crop, mx.FeatureDep("b", optional=True)],
     )
     assert [d.feature.path for d in spec.deps] == ["a", "video", "crop", "b"]
     assert not spec.is_root
@@ -195,7 +199,10 @@ def test_parent_key_of_expansion_is_the_on_columns():
         ({"id_columns": ["a", "a"]}, "without repeats"),
         ({"id_columns": ["id"], "fields": []}, "fields must be non-empty and unique"),
         ({"id_columns": ["id"], "fields": ["a", mx.FieldSpec("a")]}, r"\['a', 'a'\]"),
-        ({"id_columns": ["id"], "deps": ["up", mx.FeatureDep("up", optional=True)]}, "each upstream may appear once"),
+        (
+            {"id_columns": ["id"], "deps": ["up", mx.FeatureDep("up", optional=True)]},
+            "each upstream may appear once",
+        ),
         ({"id_columns": ["id"], "deps": ["video"]}, "depends on itself"),
     ],
 )
@@ -216,7 +223,11 @@ def test_with_field_code_version_copies():
     assert bumped.field("audio").code_version == "2"
     assert bumped.field("frames") == spec.field("frames")
     assert spec.field("audio").code_version == "1"  # the original is untouched
-    assert (bumped.description, bumped.tags, bumped.metadata) == (spec.description, spec.tags, spec.metadata)
+    assert (bumped.description, bumped.tags, bumped.metadata) == (
+        spec.description,
+        spec.tags,
+        spec.metadata,
+    )
     assert bumped != spec
     with pytest.raises(mx.SpecError, match="no field 'nope'"):
         spec.with_field_code_version("nope", "2")
