@@ -43,6 +43,19 @@ def _definition(item: Any) -> FeatureDefinition:
     raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
 
 
+def _check_table_name(key: FeatureKey, tables: dict[str, FeatureKey]) -> None:
+    """Stores keep one table per feature: two keys must never share a table name."""
+    name = key.table_name
+    if name.startswith("metaxy_system__"):
+        raise GraphError(f"Feature key {key} is reserved: it maps to the system table {name!r}.")
+    if name in tables:
+        raise GraphError(
+            f"Feature keys {tables[name]} and {key} map to the same table {name!r} "
+            "('-' and '.' become '_', '/' becomes '__'); rename one of them."
+        )
+    tables[name] = key
+
+
 class FeatureGraph:
     """An explicit, validated graph of features.
 
@@ -61,11 +74,13 @@ class FeatureGraph:
 
     def __init__(self, features: Iterable[Any]) -> None:
         self._defs: dict[FeatureKey, FeatureDefinition] = {}
+        tables: dict[str, FeatureKey] = {}
         for item in features:
             definition = _definition(item)
             key = definition.spec.key
             if key in self._defs:
                 raise GraphError(f"Feature key {key} is defined twice.")
+            _check_table_name(key, tables)
             self._defs[key] = definition
         for definition in self._defs.values():
             self._validate_deps(definition)

@@ -342,3 +342,18 @@ def test_snapshot_round_trip_keeps_versions_and_columns():
     data = json.loads(text)
     assert data["project_version"] == graph.project_version
     assert [f["key"] for f in data["features"]] == ["media/raw", "media/clean"]
+
+
+@pytest.mark.parametrize(("first", "second"), [("a-b", "a_b"), ("x/y", "x__y"), ("v1.2", "v1_2")])
+def test_keys_sharing_a_table_name_are_rejected(first, second):
+    with pytest.raises(
+        mx.GraphError, match=f"Feature keys {first} and {second} map to the same table"
+    ):
+        mx.FeatureGraph([spec(first), spec(second)])
+
+
+def test_system_table_names_are_reserved():
+    with pytest.raises(
+        mx.GraphError, match="reserved: it maps to the system table 'metaxy_system__settings'"
+    ):
+        mx.FeatureGraph([spec("metaxy_system/settings")])

@@ -365,3 +365,29 @@ def test_stamp_children_overrides_stale_child_provenance_and_rejects_strangers()
         mx.WriteValidationError, match=r"1 child row\(s\) name parents outside the increment.*u9"
     ):
         mx.stamp_children(parents, children([("u9", "0")]), on=["utt_id"])
+
+
+def test_composite_integer_ids():
+    class Clip(mx.Feature, spec=mx.FeatureSpec("clip", id_columns=["vid", "clip"], fields=["x"])):
+        vid: int
+        clip: int
+
+    class Embedding(
+        mx.Feature,
+        spec=mx.FeatureSpec("embedding", id_columns=["vid", "clip"], fields=["x"], deps=[Clip]),
+    ):
+        vid: int
+        clip: int
+        norm: float
+
+    store = mx.MemoryStore(mx.FeatureGraph([Clip, Embedding]))
+    samples = pl.DataFrame({"vid": [1, 1, 2], "clip": [0, 1, 0], "x": ["p", "q", "r"]})
+    compute_increment(store, "clip", {}, samples=samples)
+    assert compute_increment(store, "embedding", {"norm": 1.0}).counts()["new"] == 3
+    changed = samples.with_columns(
+        pl.when(pl.col("clip") == 1).then(pl.lit("z")).otherwise("x").alias("x")
+    )
+    compute_increment(store, "clip", {}, samples=changed)
+    inc = store.resolve_update("embedding")
+    assert inc.stale.select("vid", "clip").to_dicts() == [{"vid": 1, "clip": 1}]
+    assert store.read("embedding").schema["vid"] == pl.Int64
