@@ -184,19 +184,24 @@ class MetadataStore(ABC):
         if expected is None:
             missing = [d.feature for d in spec.deps if not d.optional and not self.has_feature(d.feature)]
             return empty_increment(spec, missing)
-        current = self._current(spec.key)
-        new, stale, orphaned = diff(spec, self._filtered(spec, expected, filters), current)
-        if filters:  # orphans have no upstream row: only predicates on ids can scope them
-            _, _, orphaned = diff(spec, expected, current)
-            for predicate in filters:
-                if set(_predicate_columns(predicate)) <= set(spec.id_columns):
-                    orphaned = self.engine.filter_sql(orphaned, predicate)
-        return Increment(
-            spec.key,
-            new.collect(backend="polars").to_native(),
-            split_lists(stale.collect(backend="polars").to_native()),
-            orphaned.collect(backend="polars").to_native(),
-        )
+        try:
+            # new, stale and orphaned all read both sides: compute each side once.
+            expected = self.engine.cache(expected)
+            current = self.engine.cache(self._current(spec.key))
+            new, stale, orphaned = diff(spec, self._filtered(spec, expected, filters), current)
+            if filters:  # orphans have no upstream row: only predicates on ids can scope them
+                _, _, orphaned = diff(spec, expected, current)
+                for predicate in filters:
+                    if set(_predicate_columns(predicate)) <= set(spec.id_columns):
+                        orphaned = self.engine.filter_sql(orphaned, predicate)
+            return Increment(
+                spec.key,
+                new.collect(backend="polars").to_native(),
+                split_lists(stale.collect(backend="polars").to_native()),
+                orphaned.collect(backend="polars").to_native(),
+            )
+        finally:
+            self.engine.release()
 
     def _filtered(self, spec: FeatureSpec, expected: nw.LazyFrame, filters: Sequence[str]) -> nw.LazyFrame:
         """Apply target filters to the expected rows (key and carried upstream columns)."""

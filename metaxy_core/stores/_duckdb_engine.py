@@ -68,6 +68,7 @@ class DuckDBEngine:
 
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
+        self._cached: list[str] = []
 
     def hash(
         self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
@@ -103,6 +104,23 @@ class DuckDBEngine:
 
     def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
         return nw.from_native(self._con.from_arrow(to_arrow(frame)))
+
+    def cache(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        name = f"__metaxy_cache_{len(self._cached)}"
+        view = name + "_source"
+        self._con.register(view, rel)  # relations may read Python objects: register, not a view
+        try:
+            self._con.execute(f"CREATE OR REPLACE TEMP TABLE {name} AS SELECT * FROM {view}")
+        finally:
+            self._con.unregister(view)
+        self._cached.append(name)
+        return nw.from_native(self._con.table(name))
+
+    def release(self) -> None:
+        for name in self._cached:
+            self._con.execute(f"DROP TABLE IF EXISTS {name}")
+        self._cached.clear()
 
 
 def to_arrow(frame: pl.DataFrame) -> pa.Table:

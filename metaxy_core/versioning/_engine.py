@@ -31,3 +31,11 @@ class Engine(Protocol):
     def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
         """Bring a polars frame into this engine."""
         ...
+
+    def cache(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        """Compute `frame` once, inside the engine, for several queries to share."""
+        ...
+
+    def release(self) -> None:
+        """Drop what `cache` holds."""
+        ...

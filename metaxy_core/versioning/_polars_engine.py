@@ -50,3 +50,10 @@ class PolarsEngine:
 
     def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
         return nw.from_native(frame.lazy())
+
+    def cache(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+        native: pl.LazyFrame = frame.to_native()
+        return nw.from_native(native.collect().lazy())
+
+    def release(self) -> None:
+        """Nothing to drop: cached frames are freed with their last reference."""
