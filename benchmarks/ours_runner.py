@@ -41,13 +41,13 @@ def build_graph(name: str) -> mx.FeatureGraph:
     return mx.FeatureGraph([*roots, leaf])
 
 
-def opener(kind: str, graph: mx.FeatureGraph) -> Callable[[Path], mx.MetadataStore]:
+def opener(kind: str, graph: mx.FeatureGraph, settings: mx.HashSettings) -> Callable[[Path], mx.MetadataStore]:
     if kind == "memory":
-        return lambda where: mx.MemoryStore(graph)
+        return lambda where: mx.MemoryStore(graph, hash_settings=settings)
     if kind == "duckdb":
-        return lambda where: mx.DuckDBStore(where / "store.duckdb", graph)  # type: ignore[attr-defined]
+        return lambda where: mx.DuckDBStore(where / "store.duckdb", graph, hash_settings=settings)
     if kind == "delta":
-        return lambda where: mx.DeltaStore(str(where / "delta"), graph)  # type: ignore[attr-defined]
+        return lambda where: mx.DeltaStore(str(where / "delta"), graph, hash_settings=settings)
     raise ValueError(kind)
 
 
@@ -73,9 +73,9 @@ def check(increment: mx.Increment, phase: str, n: int, stale_ids: set[str]) -> N
         assert set(increment.stale["sample_id"]) == stale_ids
 
 
-def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_dir: str) -> dict:
+def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_dir: str, hash_name: str) -> dict:
     graph = build_graph(graph_name)
-    open_store = opener(kind, graph)
+    open_store = opener(kind, graph, mx.HashSettings(hash_name))
     roots, rewrite = load_roots(data_dir, graph_name, n)
     stale_ids = load_stale_ids(data_dir, graph_name, n) if phase == "stale" else set()
     times = []
@@ -102,7 +102,7 @@ def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_d
             store.close()
             shutil.rmtree(where, ignore_errors=True)
     return {
-        "impl": "ours", "store": kind, "graph": graph_name, "phase": phase, "n": n,
+        "impl": "ours", "store": kind, "hash": hash_name, "graph": graph_name, "phase": phase, "n": n,
         "median_ms": round(statistics.median(times), 1), "rounds": [round(t, 1) for t in times],
     }
 
@@ -115,12 +115,13 @@ def main() -> None:
     p.add_argument("--phase", nargs="+", default=["new", "stale"], choices=["new", "stale"])
     p.add_argument("--store", nargs="+", default=["memory", "duckdb", "delta"])
     p.add_argument("--rounds", type=int, default=5)
+    p.add_argument("--hash", default="xxh3_64", choices=[a.value for a in mx.HashAlgorithm])
     args = p.parse_args()
     for kind in args.store:
         for graph_name in args.graph:
             for n in args.n:
                 for phase in args.phase:
-                    print(json.dumps(run_case(kind, graph_name, phase, n, args.rounds, args.data_dir)), flush=True)
+                    print(json.dumps(run_case(kind, graph_name, phase, n, args.rounds, args.data_dir, args.hash)), flush=True)
 
 
 if __name__ == "__main__":

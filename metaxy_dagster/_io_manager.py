@@ -177,7 +177,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 "feature assets must return MetaxyIOManager.output(increment, rows)."
             )
         written = self.store.write(obj.feature, obj.rows) if obj.rows.width else 0
-        deleted = self.store.open().delete(obj.feature, obj.orphaned) if obj.orphaned.height else 0
+        deleted = self.store.delete(obj.feature, obj.orphaned) if obj.orphaned.height else 0
         context.add_output_metadata({"metaxy/rows_written": written, "metaxy/tombstones": deleted})
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:

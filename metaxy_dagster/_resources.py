@@ -96,3 +96,7 @@ class MetaxyStore(dg.ConfigurableResource):
     def write(self, feature: Any, rows: Any) -> int:
         """Write rows for `feature`, stamped with the current run id; returns the rows written."""
         return self.open().write(feature, rows, materialization_id=self._run_id)
+
+    def delete(self, feature: Any, ids: Any) -> int:
+        """Soft-delete samples of `feature` with markers stamped with the current run id."""
+        return self.open().delete(feature, ids, materialization_id=self._run_id)

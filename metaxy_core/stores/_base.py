@@ -422,8 +422,16 @@ class MetadataStore(ABC):
 
     # -- deletes -----------------------------------------------------------------------------
 
-    def delete(self, feature: Any, ids: Any, *, hard: bool = False) -> int:
+    def delete(
+        self, feature: Any, ids: Any, *, hard: bool = False, materialization_id: str | None = None
+    ) -> int:
         """Delete samples: soft appends marker rows (a re-write revives), hard removes rows.
+
+        Args:
+            feature: key, spec or class.
+            ids: a frame holding (at least) the id columns of the samples to delete.
+            hard: physically remove every row of those samples, history included.
+            materialization_id: stamped on soft-delete markers (e.g. the Dagster run id).
 
         Returns:
             How many live samples were deleted (soft) or samples matched (hard).
@@ -449,6 +457,7 @@ class MetadataStore(ABC):
         rows = rows.with_columns(
             pl.lit(now, pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
             pl.lit(now, pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
+            pl.lit(materialization_id, pl.String).alias(C.MATERIALIZATION_ID),
             pl.lit(W.new_write_id()).alias(C.WRITE_ID),
         )
         self._append(table, rows)

@@ -62,7 +62,8 @@ def test_changed_audio_of_two_samples_writes_two_rows_to_audio_readers(
 def test_orphaned_samples_get_tombstones(graph, source, resources, instance, store):
     run(graph, source, resources, instance)
     source.frame = video.inputs(25).filter(~pl.col("sample_id").is_in(["s0001", "s0007", "s0020"]))
-    mats = materializations(run(graph, source, resources, instance))
+    result = run(graph, source, resources, instance)
+    mats = materializations(result)
     for key in ORDER:
         assert meta(mats[key], "metaxy/orphaned") == 3
         assert meta(mats[key], "metaxy/tombstones") == 3
@@ -71,6 +72,7 @@ def test_orphaned_samples_get_tombstones(graph, source, resources, instance, sto
             pl.col("metaxy_deleted_at").is_not_null()
         )
         assert deleted["sample_id"].to_list() == ["s0001", "s0007", "s0020"]
+        assert deleted["metaxy_materialization_id"].unique().to_list() == [result.run_id]
 
 
 def _ordered(descending: bool):
