@@ -59,8 +59,7 @@ def build_defs(
         >>> defs.resolve_asset_graph().get_all_asset_keys()  # doctest: +SKIP
     """
     graph = graph or feature_graph()
-    directory = directory or digits.data_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    directory = directory or digits.data_dir()  # the store creates it on first open
     metaxy = mxd.build_definitions(
         graph,
         {key.path: _dagster_compute(key.path, directory) for key in graph.keys},
