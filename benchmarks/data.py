@@ -105,15 +105,20 @@ def generate(data_dir: str | Path, graph: str, n: int) -> Path:
         "roots": GRAPHS[graph]["roots"],
         "leaf": {"key": "leaf", "fields": GRAPHS[graph]["leaf"]},
         "code_version": "1",
-        "stale_phase": {"rewritten_root": CHANGED_ROOT, "changed_field": CHANGED_FIELD,
-                        "file": f"{CHANGED_ROOT}.stale.parquet"},
+        "stale_phase": {
+            "rewritten_root": CHANGED_ROOT,
+            "changed_field": CHANGED_FIELD,
+            "file": f"{CHANGED_ROOT}.stale.parquet",
+        },
         "expected": expected(n),
     }
     (out / "meta.json").write_text(json.dumps(meta, indent=2) + "\n")
     return out
 
 
-def load_roots(data_dir: str | Path, graph: str, n: int) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
+def load_roots(
+    data_dir: str | Path, graph: str, n: int
+) -> tuple[dict[str, pl.DataFrame], pl.DataFrame]:
     """({root: frame}, the stale-phase rewrite of CHANGED_ROOT). Generates missing files."""
     d = case_dir(data_dir, graph, n)
     if not (d / "meta.json").exists():

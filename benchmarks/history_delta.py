@@ -24,9 +24,9 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import metaxy_core as mx  # noqa: E402
+from data import DEFAULT_DATA_DIR, load_roots
 
-from data import DEFAULT_DATA_DIR, load_roots  # noqa: E402
+import metaxy_core as mx
 
 
 def simple_graph() -> mx.FeatureGraph:

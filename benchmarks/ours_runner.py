@@ -24,24 +24,40 @@ from pathlib import Path
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import metaxy_core as mx  # noqa: E402
+from data import (
+    CHANGED_ROOT,
+    DEFAULT_DATA_DIR,
+    DEFAULT_NS,
+    GRAPHS,
+    expected,
+    load_roots,
+    load_stale_ids,
+)
 
-from data import CHANGED_ROOT, DEFAULT_DATA_DIR, DEFAULT_NS, GRAPHS, expected, load_roots, load_stale_ids  # noqa: E402
+import metaxy_core as mx
 
 
 def build_graph(name: str) -> mx.FeatureGraph:
     spec = GRAPHS[name]
-    roots = [mx.FeatureSpec(r, id_columns=["sample_id"], fields=fields) for r, fields in spec["roots"].items()]
+    roots = [
+        mx.FeatureSpec(r, id_columns=["sample_id"], fields=fields)
+        for r, fields in spec["roots"].items()
+    ]
     leaf = mx.FeatureSpec(
         "leaf",
         id_columns=["sample_id"],
-        fields=[mx.FieldSpec(f, deps=[mx.FieldDep(r, fs) for r, fs in parents.items()]) for f, parents in spec["leaf"].items()],
+        fields=[
+            mx.FieldSpec(f, deps=[mx.FieldDep(r, fs) for r, fs in parents.items()])
+            for f, parents in spec["leaf"].items()
+        ],
         deps=list(spec["roots"]),
     )
     return mx.FeatureGraph([*roots, leaf])
 
 
-def opener(kind: str, graph: mx.FeatureGraph, settings: mx.HashSettings) -> Callable[[Path], mx.MetadataStore]:
+def opener(
+    kind: str, graph: mx.FeatureGraph, settings: mx.HashSettings
+) -> Callable[[Path], mx.MetadataStore]:
     if kind == "memory":
         return lambda where: mx.MemoryStore(graph, hash_settings=settings)
     if kind == "duckdb":
@@ -56,7 +72,13 @@ def write_root(store: mx.MetadataStore, root: str, frame: pl.DataFrame) -> None:
     store.write(root, increment.to_compute())
 
 
-def setup(store: mx.MetadataStore, graph_name: str, phase: str, roots: dict[str, pl.DataFrame], rewrite: pl.DataFrame) -> None:
+def setup(
+    store: mx.MetadataStore,
+    graph_name: str,
+    phase: str,
+    roots: dict[str, pl.DataFrame],
+    rewrite: pl.DataFrame,
+) -> None:
     for root, frame in roots.items():
         write_root(store, root, frame)
     if phase == "stale":
@@ -73,7 +95,9 @@ def check(increment: mx.Increment, phase: str, n: int, stale_ids: set[str]) -> N
         assert set(increment.stale["sample_id"]) == stale_ids
 
 
-def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_dir: str, hash_name: str) -> dict:
+def run_case(
+    kind: str, graph_name: str, phase: str, n: int, rounds: int, data_dir: str, hash_name: str
+) -> dict:
     graph = build_graph(graph_name)
     open_store = opener(kind, graph, mx.HashSettings(hash_name))
     roots, rewrite = load_roots(data_dir, graph_name, n)
@@ -102,8 +126,14 @@ def run_case(kind: str, graph_name: str, phase: str, n: int, rounds: int, data_d
             store.close()
             shutil.rmtree(where, ignore_errors=True)
     return {
-        "impl": "ours", "store": kind, "hash": hash_name, "graph": graph_name, "phase": phase, "n": n,
-        "median_ms": round(statistics.median(times), 1), "rounds": [round(t, 1) for t in times],
+        "impl": "ours",
+        "store": kind,
+        "hash": hash_name,
+        "graph": graph_name,
+        "phase": phase,
+        "n": n,
+        "median_ms": round(statistics.median(times), 1),
+        "rounds": [round(t, 1) for t in times],
     }
 
 
@@ -121,7 +151,14 @@ def main() -> None:
         for graph_name in args.graph:
             for n in args.n:
                 for phase in args.phase:
-                    print(json.dumps(run_case(kind, graph_name, phase, n, args.rounds, args.data_dir, args.hash)), flush=True)
+                    print(
+                        json.dumps(
+                            run_case(
+                                kind, graph_name, phase, n, args.rounds, args.data_dir, args.hash
+                            )
+                        ),
+                        flush=True,
+                    )
 
 
 if __name__ == "__main__":

@@ -3,44 +3,93 @@
 from metaxy_core import _columns as columns
 from metaxy_core._errors import (
     GraphError as GraphError,
+)
+from metaxy_core._errors import (
     HashSettingsMismatchError as HashSettingsMismatchError,
+)
+from metaxy_core._errors import (
     InvalidKeyError as InvalidKeyError,
+)
+from metaxy_core._errors import (
     MetaxyError as MetaxyError,
+)
+from metaxy_core._errors import (
     OutOfIncrementError as OutOfIncrementError,
+)
+from metaxy_core._errors import (
     SpecError as SpecError,
+)
+from metaxy_core._errors import (
     StoreError as StoreError,
+)
+from metaxy_core._errors import (
     StoreLockedError as StoreLockedError,
+)
+from metaxy_core._errors import (
     UnknownFeatureError as UnknownFeatureError,
+)
+from metaxy_core._errors import (
     WriteValidationError as WriteValidationError,
 )
 from metaxy_core._feature import Feature as Feature
-from metaxy_core._graph import FeatureDefinition as FeatureDefinition, FeatureGraph as FeatureGraph
+from metaxy_core._graph import FeatureDefinition as FeatureDefinition
+from metaxy_core._graph import FeatureGraph as FeatureGraph
 from metaxy_core._increments import (
     Increment as Increment,
+)
+from metaxy_core._increments import (
     IncrementStatus as IncrementStatus,
+)
+from metaxy_core._increments import (
     StaleReason as StaleReason,
+)
+from metaxy_core._increments import (
     stamp_children as stamp_children,
 )
 from metaxy_core._keys import FeatureKey as FeatureKey
 from metaxy_core._spec import (
     FeatureDep as FeatureDep,
+)
+from metaxy_core._spec import (
     FeatureSpec as FeatureSpec,
+)
+from metaxy_core._spec import (
     FieldDep as FieldDep,
+)
+from metaxy_core._spec import (
     FieldSpec as FieldSpec,
+)
+from metaxy_core._spec import (
     Lineage as Lineage,
 )
 from metaxy_core.stores import (
     DeltaStore as DeltaStore,
+)
+from metaxy_core.stores import (
     DuckDBStore as DuckDBStore,
+)
+from metaxy_core.stores import (
     MemoryStore as MemoryStore,
+)
+from metaxy_core.stores import (
     MetadataStore as MetadataStore,
 )
 from metaxy_core.versioning import (
     HashAlgorithm as HashAlgorithm,
+)
+from metaxy_core.versioning import (
     HashSettings as HashSettings,
+)
+from metaxy_core.versioning import (
     feature_code_version as feature_code_version,
+)
+from metaxy_core.versioning import (
     feature_version as feature_version,
+)
+from metaxy_core.versioning import (
     field_version as field_version,
+)
+from metaxy_core.versioning import (
     project_version as project_version,
 )
 

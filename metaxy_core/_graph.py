@@ -100,7 +100,9 @@ class FeatureGraph:
         found = [
             obj
             for obj in vars(mod).values()
-            if inspect.isclass(obj) and issubclass(obj, Feature) and obj is not Feature
+            if inspect.isclass(obj)
+            and issubclass(obj, Feature)
+            and obj is not Feature
             and obj.__module__ == mod.__name__
         ]
         return cls(found)
@@ -110,7 +112,9 @@ class FeatureGraph:
         new = {d.spec.key: d for d in map(_definition, features)}
         unknown = [k for k in new if k not in self._defs]
         if unknown:
-            raise UnknownFeatureError(f"Cannot replace unknown features {[str(k) for k in unknown]}.")
+            raise UnknownFeatureError(
+                f"Cannot replace unknown features {[str(k) for k in unknown]}."
+            )
         return FeatureGraph([new.get(k, d) for k, d in self._defs.items()])
 
     # -- lookups ---------------------------------------------------------------------------
@@ -146,7 +150,9 @@ class FeatureGraph:
         """Upstreams before downstreams; ties broken by key."""
         return self._order
 
-    def downstream(self, features: Iterable[Any], *, include_self: bool = True) -> tuple[FeatureKey, ...]:
+    def downstream(
+        self, features: Iterable[Any], *, include_self: bool = True
+    ) -> tuple[FeatureKey, ...]:
         """The downstream closure of `features`, in topological order."""
         start = {self.definition(f).spec.key for f in features}
         closed = set(start)
@@ -192,7 +198,9 @@ class FeatureGraph:
             raise GraphError(f"Feature {spec.key}: at least one dep must be non-optional.")
         kinds = {d.lineage.on for d in spec.deps if d.lineage.kind == "expansion"}
         if len(kinds) > 1:
-            raise GraphError(f"Feature {spec.key}: all expansion deps must use the same 'on' columns.")
+            raise GraphError(
+                f"Feature {spec.key}: all expansion deps must use the same 'on' columns."
+            )
         seen: dict[str, FeatureKey] = {}
         for up_key, columns in self._upstream_columns(spec).items():
             for column in columns.values():
@@ -202,7 +210,8 @@ class FeatureGraph:
                     raise GraphError(
                         f"Feature {spec.key}: column {column!r} comes from both {seen[column]} and "
                         f"{up_key}. Hint: rename it on one dep, e.g. "
-                        f"FeatureDep({up_key.path!r}, rename={{{column!r}: '{up_key.table_name}_{column}'}})."
+                        f"FeatureDep({up_key.path!r}, "
+                        f"rename={{{column!r}: '{up_key.table_name}_{column}'}})."
                     )
                 seen[column] = up_key
 
@@ -222,7 +231,9 @@ class FeatureGraph:
         known = set(up.columns)
         for column in [*dep.rename_map, *(dep.select or ())]:
             if column not in known:
-                raise GraphError(f"{where}: unknown upstream column {column!r}; known: {sorted(known)}.")
+                raise GraphError(
+                    f"{where}: unknown upstream column {column!r}; known: {sorted(known)}."
+                )
         if dep.select is not None and set(dep.select) & set(up.spec.id_columns):
             raise GraphError(f"{where}: 'select' lists id columns; they are always carried.")
         seen_ids = tuple(dep.rename_map.get(c, c) for c in up.spec.id_columns)
@@ -236,23 +247,46 @@ class FeatureGraph:
             )
         if lineage.kind == "aggregation":
             if set(lineage.on) != set(spec.id_columns):
-                raise GraphError(f"{where}: aggregation 'on' {list(lineage.on)} must equal the id columns {list(spec.id_columns)}.")
+                raise GraphError(
+                    f"{where}: aggregation 'on' {list(lineage.on)} must equal the id columns "
+                    f"{list(spec.id_columns)}."
+                )
             missing = set(lineage.on) - seen_all
             if missing:
-                raise GraphError(f"{where}: aggregation 'on' columns {sorted(missing)} are not upstream columns.")
+                raise GraphError(
+                    f"{where}: aggregation 'on' columns {sorted(missing)} are not upstream columns."
+                )
         if lineage.kind == "expansion":
             if not set(lineage.on) < set(spec.id_columns):
-                raise GraphError(f"{where}: expansion 'on' {list(lineage.on)} must be a strict subset of the id columns {list(spec.id_columns)}.")
+                raise GraphError(
+                    f"{where}: expansion 'on' {list(lineage.on)} must be a strict subset of the "
+                    f"id columns {list(spec.id_columns)}."
+                )
             if set(seen_ids) != set(lineage.on):
-                raise GraphError(f"{where}: expansion 'on' {list(lineage.on)} must equal the upstream ids {list(seen_ids)} (after rename).")
+                raise GraphError(
+                    f"{where}: expansion 'on' {list(lineage.on)} must equal the upstream ids "
+                    f"{list(seen_ids)} (after rename)."
+                )
         for f in spec.fields:
             for fdep in f.deps or ():
                 if fdep.feature not in {d.feature for d in spec.deps}:
-                    raise GraphError(f"Feature {spec.key}, field {f.key!r}: {fdep.feature} is not a dep of the feature.")
-                bad = [g for g in fdep.fields or () if g not in self._defs[fdep.feature].spec.field_keys] if fdep.feature in self._defs else []
+                    raise GraphError(
+                        f"Feature {spec.key}, field {f.key!r}: {fdep.feature} is not a dep "
+                        "of the feature."
+                    )
+                bad = (
+                    [
+                        g
+                        for g in fdep.fields or ()
+                        if g not in self._defs[fdep.feature].spec.field_keys
+                    ]
+                    if fdep.feature in self._defs
+                    else []
+                )
                 if bad:
                     raise GraphError(
-                        f"Feature {spec.key}, field {f.key!r}: {fdep.feature} has no field(s) {bad}; "
+                        f"Feature {spec.key}, field {f.key!r}: {fdep.feature} has no "
+                        f"field(s) {bad}; "
                         f"its fields: {list(self._defs[fdep.feature].spec.field_keys)}."
                     )
 
@@ -264,7 +298,7 @@ class FeatureGraph:
             if state.get(key) == 2:
                 return
             if state.get(key) == 1:
-                cycle = " -> ".join(k.path for k in [*path[path.index(key):], key])
+                cycle = " -> ".join(k.path for k in [*path[path.index(key) :], key])
                 raise GraphError(f"Dependency cycle: {cycle}.")
             state[key] = 1
             for dep in sorted(self._defs[key].spec.deps, key=lambda d: d.feature):
@@ -322,7 +356,11 @@ class FeatureGraph:
         return project_version(self)
 
 
-_DTYPES = {name: getattr(pl, name) for name in dir(pl) if isinstance(getattr(pl, name), type) and issubclass(getattr(pl, name), pl.DataType)}
+_DTYPES = {
+    name: getattr(pl, name)
+    for name in dir(pl)
+    if isinstance(getattr(pl, name), type) and issubclass(getattr(pl, name), pl.DataType)
+}
 
 
 def _parse_dtype(text: str) -> pl.DataType:
@@ -342,8 +380,13 @@ def _spec_to_dict(d: FeatureDefinition) -> dict[str, Any]:
             {
                 "key": f.key,
                 "code_version": f.code_version,
-                "deps": None if f.deps is None else [
-                    {"feature": fd.feature.path, "fields": None if fd.fields is None else list(fd.fields)}
+                "deps": None
+                if f.deps is None
+                else [
+                    {
+                        "feature": fd.feature.path,
+                        "fields": None if fd.fields is None else list(fd.fields),
+                    }
                     for fd in f.deps
                 ],
                 "description": f.description,
@@ -375,7 +418,9 @@ def _spec_from_dict(data: Mapping[str, Any]) -> FeatureDefinition:
             FieldSpec(
                 f["key"],
                 code_version=f["code_version"],
-                deps=None if f["deps"] is None else [FieldDep(d["feature"], d["fields"]) for d in f["deps"]],
+                deps=None
+                if f["deps"] is None
+                else [FieldDep(d["feature"], d["fields"]) for d in f["deps"]],
                 description=f.get("description"),
             )
             for f in data["fields"]

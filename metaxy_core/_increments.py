@@ -54,7 +54,11 @@ class Increment:
 
     def counts(self) -> dict[str, int]:
         """Row counts of new, stale and orphaned."""
-        return {"new": self.new.height, "stale": self.stale.height, "orphaned": self.orphaned.height}
+        return {
+            "new": self.new.height,
+            "stale": self.stale.height,
+            "orphaned": self.orphaned.height,
+        }
 
     def to_compute(self) -> pl.DataFrame:
         """New and stale rows in one frame (stale-only columns are null for new rows)."""
@@ -85,8 +89,12 @@ def empty_increment(spec: FeatureSpec, missing: Sequence[FeatureKey]) -> Increme
     """The increment of a feature whose required upstreams were never written."""
     ids = pl.DataFrame(schema={c: pl.String for c in spec.parent_key})
     return Increment(
-        spec.key, ids, ids, pl.DataFrame(schema={c: pl.String for c in spec.id_columns}),
-        IncrementStatus.UPSTREAM_MISSING, tuple(missing),
+        spec.key,
+        ids,
+        ids,
+        pl.DataFrame(schema={c: pl.String for c in spec.id_columns}),
+        IncrementStatus.UPSTREAM_MISSING,
+        tuple(missing),
     )
 
 
@@ -114,11 +122,13 @@ def diff(
     new = expected.join(reduced.select(*key), on=key, how="anti")
     both = expected.join(reduced, on=key, how="inner")
     moved = {
-        f: (nw.col(C.provenance_column(f)) != nw.col(_CUR + "p_" + f)) | nw.col(_CUR + "p_" + f).is_null()
+        f: (nw.col(C.provenance_column(f)) != nw.col(_CUR + "p_" + f))
+        | nw.col(_CUR + "p_" + f).is_null()
         for f in fields
     }
     code_changed = {
-        f: nw.col(_CUR + "c_" + f).is_null() | (nw.col(_CUR + "c_" + f) != nw.lit(spec.field(f).code_version))
+        f: nw.col(_CUR + "c_" + f).is_null()
+        | (nw.col(_CUR + "c_" + f) != nw.lit(spec.field(f).code_version))
         for f in fields
     }
     any_moved = moved[fields[0]]
@@ -131,7 +141,9 @@ def diff(
         nw.concat_str(
             [
                 nw.when(moved[f]).then(
-                    nw.when(code_changed[f]).then(nw.lit(StaleReason.CODE.value)).otherwise(nw.lit(StaleReason.UPSTREAM.value))
+                    nw.when(code_changed[f])
+                    .then(nw.lit(StaleReason.CODE.value))
+                    .otherwise(nw.lit(StaleReason.UPSTREAM.value))
                 )
                 for f in fields
             ],
@@ -151,7 +163,9 @@ def split_lists(stale: pl.DataFrame) -> pl.DataFrame:
     )
 
 
-def stamp_children(parents: pl.DataFrame, children: pl.DataFrame, *, on: Sequence[str]) -> pl.DataFrame:
+def stamp_children(
+    parents: pl.DataFrame, children: pl.DataFrame, *, on: Sequence[str]
+) -> pl.DataFrame:
     """Copy each parent's provenance columns onto the child rows it expanded into.
 
     Use it for expansion (1:N) features: compute children from the increment's parent
@@ -165,7 +179,9 @@ def stamp_children(parents: pl.DataFrame, children: pl.DataFrame, *, on: Sequenc
     """
     from metaxy_core._errors import WriteValidationError
 
-    system = [c for c in parents.columns if c == C.PROVENANCE or c.startswith("metaxy_provenance__")]
+    system = [
+        c for c in parents.columns if c == C.PROVENANCE or c.startswith("metaxy_provenance__")
+    ]
     stamped = children.drop([c for c in system if c in children.columns]).join(
         parents.select(*on, *system), on=list(on), how="left"
     )

@@ -39,7 +39,9 @@ class Lineage:
 
     def __post_init__(self) -> None:
         if self.kind not in ("identity", "aggregation", "expansion"):
-            raise SpecError(f"Unknown lineage kind {self.kind!r}: use identity, aggregation or expansion.")
+            raise SpecError(
+                f"Unknown lineage kind {self.kind!r}: use identity, aggregation or expansion."
+            )
         object.__setattr__(self, "on", tuple(self.on))
         if self.kind == "identity" and self.on:
             raise SpecError("Identity lineage takes no 'on' columns.")
@@ -221,7 +223,9 @@ class FeatureSpec:
         edges = tuple(d if isinstance(d, FeatureDep) else FeatureDep(d) for d in deps)
         upstreams = [d.feature for d in edges]
         if len(set(upstreams)) != len(upstreams):
-            raise SpecError(f"Feature {fkey}: each upstream may appear once in deps, got {upstreams}.")
+            raise SpecError(
+                f"Feature {fkey}: each upstream may appear once in deps, got {upstreams}."
+            )
         if fkey in upstreams:
             raise SpecError(f"Feature {fkey} depends on itself.")
         object.__setattr__(self, "deps", edges)
@@ -239,7 +243,9 @@ class FeatureSpec:
         for f in self.fields:
             if f.key == name:
                 return f
-        raise SpecError(f"Feature {self.key} has no field {name!r}; fields: {list(self.field_keys)}.")
+        raise SpecError(
+            f"Feature {self.key} has no field {name!r}; fields: {list(self.field_keys)}."
+        )
 
     def dep(self, upstream: Any) -> FeatureDep:
         """The dep edge on `upstream`."""

@@ -8,7 +8,9 @@ from metaxy_core._increments import Increment
 from metaxy_core.stores._base import MetadataStore
 
 
-def compute_increment(store: MetadataStore, feature: Any, values: dict[str, Any], *, samples: Any = None) -> Increment:
+def compute_increment(
+    store: MetadataStore, feature: Any, values: dict[str, Any], *, samples: Any = None
+) -> Increment:
     """Resolve `feature`, fill the user columns with constant `values`, write; return the increment.
 
     Example:

@@ -25,7 +25,11 @@ from metaxy_core.versioning import feature_version
 from metaxy_core.versioning._engine import Engine
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
-from metaxy_core.versioning._provenance import data_version_expr, expected_provenance, root_provenance
+from metaxy_core.versioning._provenance import (
+    data_version_expr,
+    expected_provenance,
+    root_provenance,
+)
 
 SETTINGS_TABLE = "metaxy_system__settings"
 SNAPSHOTS_TABLE = "metaxy_system__snapshots"
@@ -64,11 +68,14 @@ class MetadataStore(ABC):
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
         """Physically remove every row whose id columns match a row of `ids`."""
 
-    def _close(self) -> None:
+    def _close(self) -> None:  # noqa: B027 - optional hook: stores holding nothing skip it
         """Release resources."""
 
     def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
-        """The latest row per sample (soft-deleted included); stores with a current view override it."""
+        """The latest row per sample (soft-deleted included).
+
+        Stores that keep a current view override this.
+        """
         return self.engine.latest(self._scan(table), ids, C.WRITE_ID)
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -77,13 +84,16 @@ class MetadataStore(ABC):
         """Adopt or check the hash settings recorded in the store (call from `__init__`)."""
         if not self._exists(SETTINGS_TABLE):
             return
-        recorded = HashSettings.parse(self._scan(SETTINGS_TABLE).collect(backend="polars")["hash"].item(0))
+        recorded = HashSettings.parse(
+            self._scan(SETTINGS_TABLE).collect(backend="polars")["hash"].item(0)
+        )
         if self._requested_settings is not None and recorded != self._requested_settings:
             raise HashSettingsMismatchError(
                 f"This store was created with hash settings {recorded.describe()}, but "
                 f"{self._requested_settings.describe()} were requested. Open it with "
                 f"HashSettings({recorded.algorithm.value!r}, length={recorded.length}) or omit "
-                "hash_settings to adopt the recorded ones; changing them would make every sample stale."
+                "hash_settings to adopt the recorded ones; changing them would make every "
+                "sample stale."
             )
         self.hash_settings = recorded
 
@@ -98,7 +108,9 @@ class MetadataStore(ABC):
     def __enter__(self) -> Self:
         return self
 
-    def __exit__(self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]) -> None:
+    def __exit__(
+        self, *exc: tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+    ) -> None:
         self.close()
 
     # -- reads -------------------------------------------------------------------------------
@@ -182,7 +194,9 @@ class MetadataStore(ABC):
         spec = self.graph.spec(feature)
         expected = self._expected(spec.key, samples)
         if expected is None:
-            missing = [d.feature for d in spec.deps if not d.optional and not self.has_feature(d.feature)]
+            missing = [
+                d.feature for d in spec.deps if not d.optional and not self.has_feature(d.feature)
+            ]
             return empty_increment(spec, missing)
         try:
             # new, stale and orphaned all read both sides: compute each side once.
@@ -203,7 +217,9 @@ class MetadataStore(ABC):
         finally:
             self.engine.release()
 
-    def _filtered(self, spec: FeatureSpec, expected: nw.LazyFrame, filters: Sequence[str]) -> nw.LazyFrame:
+    def _filtered(
+        self, spec: FeatureSpec, expected: nw.LazyFrame, filters: Sequence[str]
+    ) -> nw.LazyFrame:
         """Apply target filters to the expected rows (key and carried upstream columns)."""
         available = set(expected.columns)
         for predicate in filters:
@@ -229,7 +245,9 @@ class MetadataStore(ABC):
             W.validate_ids(frame, spec.id_columns, what=f"samples for {key}")
             missing = [f for f in spec.field_keys if f not in frame.columns]
             if missing:
-                raise WriteValidationError(f"samples for {key}: missing input column(s) {missing} (one per field).")
+                raise WriteValidationError(
+                    f"samples for {key}: missing input column(s) {missing} (one per field)."
+                )
             lazy = self.engine.lazy(frame.select(*spec.id_columns, *spec.field_keys))
             return root_provenance(self.graph, key, lazy, self.engine, self.hash_settings)
         upstreams: dict[FeatureKey, nw.LazyFrame] = {}
@@ -283,7 +301,11 @@ class MetadataStore(ABC):
         if stamped.height:
             dropped = self._dropped_children(key, stamped)
             self._record_settings()
-            batch = stamped if dropped is None else pl.concat([stamped, dropped], how="diagonal_relaxed")
+            batch = (
+                stamped
+                if dropped is None
+                else pl.concat([stamped, dropped], how="diagonal_relaxed")
+            )
             self._append(key.table_name, batch)
         return stamped.height
 
@@ -313,7 +335,9 @@ class MetadataStore(ABC):
             pl.lit(first[C.WRITE_ID]).alias(C.WRITE_ID),
         )
 
-    def prepare_rows(self, feature: Any, rows: Any, *, materialization_id: str | None = None) -> pl.DataFrame:
+    def prepare_rows(
+        self, feature: Any, rows: Any, *, materialization_id: str | None = None
+    ) -> pl.DataFrame:
         """Validate and stamp rows with every system column, without writing them."""
         definition = self.graph.definition(feature)
         spec = definition.spec
@@ -322,10 +346,20 @@ class MetadataStore(ABC):
         W.validate_ids(frame, spec.id_columns, what=what)
         frame = W.coerce_columns(frame, definition, what=what)
         frame = self._with_provenance(spec.key, frame, what)
-        user = [c for c in frame.columns if not C.is_system(c) and c not in spec.id_columns and not c.startswith("__mx")]
-        carried = {c for cols in self.graph.upstream_columns(spec.key).values() for c in cols.values()}
+        user = [
+            c
+            for c in frame.columns
+            if not C.is_system(c) and c not in spec.id_columns and not c.startswith("__mx")
+        ]
+        carried = {
+            c for cols in self.graph.upstream_columns(spec.key).values() for c in cols.values()
+        }
         if definition.feature_class is not None:
-            unknown = [c for c in user if c not in definition.columns and c not in carried and c not in spec.field_keys]
+            unknown = [
+                c
+                for c in user
+                if c not in definition.columns and c not in carried and c not in spec.field_keys
+            ]
             if unknown:
                 raise WriteValidationError(
                     f"{what}: unknown column(s) {unknown}; declare them on the feature class "
@@ -336,13 +370,22 @@ class MetadataStore(ABC):
             user = [c for c in user if c not in carried and c not in spec.field_keys]
         fields = list(spec.field_keys)
         frame = frame.with_columns(
-            pl.coalesce(pl.col(C.data_version_column(f)), pl.col(C.provenance_column(f))).alias(C.data_version_column(f))
+            pl.coalesce(pl.col(C.data_version_column(f)), pl.col(C.provenance_column(f))).alias(
+                C.data_version_column(f)
+            )
             if C.data_version_column(f) in frame.columns
             else pl.col(C.provenance_column(f)).alias(C.data_version_column(f))
             for f in fields
         )
-        lazy = nw.from_native(frame.lazy()).with_columns(data_version_expr(fields).alias("__mx_dv_in"))
-        frame = PolarsEngine().hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, self.hash_settings).collect().to_native()
+        lazy = nw.from_native(frame.lazy()).with_columns(
+            data_version_expr(fields).alias("__mx_dv_in")
+        )
+        frame = (
+            PolarsEngine()
+            .hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, self.hash_settings)
+            .collect()
+            .to_native()
+        )
         now = W.utc_now()
         frame = frame.with_columns(
             *(pl.lit(spec.field(f).code_version).alias(C.code_version_column(f)) for f in fields),
@@ -389,7 +432,9 @@ class MetadataStore(ABC):
             )
         expected = self._expected(key, None)
         if expected is None:
-            raise WriteValidationError(f"{what}: an upstream was never written, so provenance cannot be computed.")
+            raise WriteValidationError(
+                f"{what}: an upstream was never written, so provenance cannot be computed."
+            )
         keys = list(spec.parent_key)
         provenance = (
             expected.select(*keys, *needed)
@@ -397,11 +442,14 @@ class MetadataStore(ABC):
             .collect(backend="polars")
             .to_native()
         )
-        out = frame.drop([c for c in needed if c in frame.columns]).join(provenance, on=keys, how="left")
+        out = frame.drop([c for c in needed if c in frame.columns]).join(
+            provenance, on=keys, how="left"
+        )
         lost = out.filter(pl.col(C.PROVENANCE).is_null())
         if lost.height:
             raise WriteValidationError(
-                f"{what}: {lost.height} row(s) have no upstream rows, e.g. {lost.select(keys).head(5).to_dicts()}."
+                f"{what}: {lost.height} row(s) have no upstream rows, "
+                f"e.g. {lost.select(keys).head(5).to_dicts()}."
             )
         return out
 
@@ -417,7 +465,9 @@ class MetadataStore(ABC):
             .to_native()
         )
         return frame.join(created, on=ids, how="left").with_columns(
-            pl.col(C.CREATED_AT).fill_null(pl.lit(now, pl.Datetime("us", "UTC"))).cast(pl.Datetime("us", "UTC"))
+            pl.col(C.CREATED_AT)
+            .fill_null(pl.lit(now, pl.Datetime("us", "UTC")))
+            .cast(pl.Datetime("us", "UTC"))
         )
 
     # -- deletes -----------------------------------------------------------------------------
@@ -466,7 +516,7 @@ class MetadataStore(ABC):
     # -- system tables -------------------------------------------------------------------------
 
     def push_graph_snapshot(self, *, tags: dict[str, str] | None = None) -> str:
-        """Record the graph's definitions (e.g. with a git commit tag); returns the project version."""
+        """Record the graph's definitions (tagged e.g. with a git commit); return its version."""
         snapshot = self.graph.snapshot()
         self._append(
             SNAPSHOTS_TABLE,
@@ -486,28 +536,62 @@ class MetadataStore(ABC):
     def graph_snapshots(self) -> pl.DataFrame:
         """Every pushed snapshot, oldest first."""
         if not self._exists(SNAPSHOTS_TABLE):
-            return pl.DataFrame(schema={"project_version": pl.String, "snapshot": pl.String, "tags": pl.String, "pushed_at": pl.Datetime("us", "UTC")})
-        return self._scan(SNAPSHOTS_TABLE).sort(C.WRITE_ID).collect(backend="polars").to_native().drop(C.WRITE_ID)
+            return pl.DataFrame(
+                schema={
+                    "project_version": pl.String,
+                    "snapshot": pl.String,
+                    "tags": pl.String,
+                    "pushed_at": pl.Datetime("us", "UTC"),
+                }
+            )
+        return (
+            self._scan(SNAPSHOTS_TABLE)
+            .sort(C.WRITE_ID)
+            .collect(backend="polars")
+            .to_native()
+            .drop(C.WRITE_ID)
+        )
 
-    def write_batch(self, batch_key: str, feature: Any, sample_ids: Any, *, kind: str, status: str = "pending") -> None:
+    def write_batch(
+        self, batch_key: str, feature: Any, sample_ids: Any, *, kind: str, status: str = "pending"
+    ) -> None:
         """Record a batch manifest: the exact sample ids a Dagster partition stands for."""
         key = self.graph.spec(feature).key
-        ids = W.to_polars(sample_ids, what=f"Batch {batch_key}").select(self.graph.spec(key).id_columns)
-        self._append_batch(batch_key, key.path, json.dumps(ids.to_dicts(), default=str), kind, status, ids.height)
+        ids = W.to_polars(sample_ids, what=f"Batch {batch_key}").select(
+            self.graph.spec(key).id_columns
+        )
+        self._append_batch(
+            batch_key, key.path, json.dumps(ids.to_dicts(), default=str), kind, status, ids.height
+        )
 
     def set_batch_status(self, batch_key: str, status: str) -> None:
         """Append a status change for a batch (the latest status wins)."""
         current = self.read_batch(batch_key)
-        self._append_batch(batch_key, current["feature"], current["sample_ids"], current["kind"], status, current["size"])
+        self._append_batch(
+            batch_key,
+            current["feature"],
+            current["sample_ids"],
+            current["kind"],
+            status,
+            current["size"],
+        )
 
-    def _append_batch(self, batch_key: str, feature: str, ids_json: str, kind: str, status: str, size: int) -> None:
+    def _append_batch(
+        self, batch_key: str, feature: str, ids_json: str, kind: str, status: str, size: int
+    ) -> None:
         now = W.utc_now()
         self._append(
             BATCHES_TABLE,
             pl.DataFrame(
                 {
-                    "batch_key": [batch_key], "feature": [feature], "sample_ids": [ids_json], "size": [size],
-                    "kind": [kind], "status": [status], "updated_at": [now], C.WRITE_ID: [W.new_write_id()],
+                    "batch_key": [batch_key],
+                    "feature": [feature],
+                    "sample_ids": [ids_json],
+                    "size": [size],
+                    "kind": [kind],
+                    "status": [status],
+                    "updated_at": [now],
+                    C.WRITE_ID: [W.new_write_id()],
                 },
                 schema_overrides={"updated_at": pl.Datetime("us", "UTC"), "size": pl.Int64},
             ),
@@ -516,7 +600,17 @@ class MetadataStore(ABC):
     def batches(self, *, status: str | None = None) -> pl.DataFrame:
         """The latest state of every batch manifest, oldest first."""
         if not self._exists(BATCHES_TABLE):
-            return pl.DataFrame(schema={"batch_key": pl.String, "feature": pl.String, "sample_ids": pl.String, "size": pl.Int64, "kind": pl.String, "status": pl.String, "updated_at": pl.Datetime("us", "UTC")})
+            return pl.DataFrame(
+                schema={
+                    "batch_key": pl.String,
+                    "feature": pl.String,
+                    "sample_ids": pl.String,
+                    "size": pl.Int64,
+                    "kind": pl.String,
+                    "status": pl.String,
+                    "updated_at": pl.Datetime("us", "UTC"),
+                }
+            )
         frame = self.engine.latest(self._scan(BATCHES_TABLE), ["batch_key", "feature"], C.WRITE_ID)
         if status is not None:
             frame = frame.filter(nw.col("status") == status)
@@ -538,14 +632,23 @@ class MetadataStore(ABC):
 
     # -- copies --------------------------------------------------------------------------------
 
-    def copy_to(self, other: "MetadataStore", *, features: Iterable[Any] | None = None, filters: Sequence[str] = ()) -> dict[str, int]:
+    def copy_to(
+        self,
+        other: "MetadataStore",
+        *,
+        features: Iterable[Any] | None = None,
+        filters: Sequence[str] = (),
+    ) -> dict[str, int]:
         """Copy the full history of features (filtered by SQL predicates) into `other`."""
         if other.hash_settings != self.hash_settings:
             raise HashSettingsMismatchError(
-                f"Cannot copy between stores with hash settings {self.hash_settings.describe()} and {other.hash_settings.describe()}."
+                "Cannot copy between stores with hash settings "
+                f"{self.hash_settings.describe()} and {other.hash_settings.describe()}."
             )
         copied: dict[str, int] = {}
-        for key in [self.graph.spec(f).key for f in features] if features is not None else self.graph.keys:
+        for key in (
+            [self.graph.spec(f).key for f in features] if features is not None else self.graph.keys
+        ):
             if not self.has_feature(key):
                 continue
             frame = self._scan(key.table_name)
@@ -554,7 +657,9 @@ class MetadataStore(ABC):
             rows = frame.collect(backend="polars").to_native()
             if rows.height and other._exists(key.table_name):  # a repeated copy adds nothing
                 seen = [*self.graph.spec(key).id_columns, C.WRITE_ID]
-                present = other._scan(key.table_name).select(*seen).collect(backend="polars").to_native()
+                present = (
+                    other._scan(key.table_name).select(*seen).collect(backend="polars").to_native()
+                )
                 rows = rows.join(present, on=seen, how="anti")
             if rows.height:
                 other._record_settings()

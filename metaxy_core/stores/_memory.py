@@ -42,7 +42,9 @@ class MemoryStore(MetadataStore):
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         old = self._tables.get(table)
-        self._tables[table] = rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
+        self._tables[table] = (
+            rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
+        )
         cached = self._current_view.pop(table, None)
         if cached is None or rows.is_empty():
             return

@@ -9,7 +9,6 @@ from typing import Any
 import narwhals as nw
 import polars as pl
 
-from metaxy_core import _columns as C
 from metaxy_core._errors import WriteValidationError
 from metaxy_core._graph import FeatureDefinition
 
@@ -39,14 +38,18 @@ def to_polars(rows: Any, *, what: str) -> pl.DataFrame:
     try:
         return nw.from_native(rows, eager_only=True).to_polars()
     except TypeError as exc:
-        raise WriteValidationError(f"{what}: expected a dataframe, got {type(rows).__name__}.") from exc
+        raise WriteValidationError(
+            f"{what}: expected a dataframe, got {type(rows).__name__}."
+        ) from exc
 
 
 def validate_ids(frame: pl.DataFrame, id_columns: tuple[str, ...], *, what: str) -> None:
     """Id columns present, non-null and unique."""
     missing = [c for c in id_columns if c not in frame.columns]
     if missing:
-        raise WriteValidationError(f"{what}: missing id column(s) {missing}; got columns {frame.columns}.")
+        raise WriteValidationError(
+            f"{what}: missing id column(s) {missing}; got columns {frame.columns}."
+        )
     for c in id_columns:
         nulls = frame.get_column(c).null_count()
         if nulls:
@@ -54,7 +57,10 @@ def validate_ids(frame: pl.DataFrame, id_columns: tuple[str, ...], *, what: str)
     dupes = frame.select(id_columns).filter(pl.struct(id_columns).is_duplicated())
     if dupes.height:
         sample = dupes.unique().head(5).to_dicts()
-        raise WriteValidationError(f"{what}: {dupes.height} rows share ids, e.g. {sample}; each sample may appear once per write.")
+        raise WriteValidationError(
+            f"{what}: {dupes.height} rows share ids, e.g. {sample}; "
+            "each sample may appear once per write."
+        )
 
 
 def _compatible(actual: pl.DataType, expected: pl.DataType) -> bool:
@@ -71,7 +77,9 @@ def _compatible(actual: pl.DataType, expected: pl.DataType) -> bool:
     return False
 
 
-def coerce_columns(frame: pl.DataFrame, definition: FeatureDefinition, *, what: str) -> pl.DataFrame:
+def coerce_columns(
+    frame: pl.DataFrame, definition: FeatureDefinition, *, what: str
+) -> pl.DataFrame:
     """Check declared column dtypes and cast compatible ones (Int32 -> Int64)."""
     casts = []
     for column, dtype in definition.columns.items():

@@ -17,7 +17,8 @@ def field_version(graph: FeatureGraph, feature: Any, field: str) -> str:
     """
     spec = graph.spec(feature)
     parents = [
-        f"{up.path}:{g}={field_version(graph, up, g)}" for up, g in graph.field_parents(spec.key, field)
+        f"{up.path}:{g}={field_version(graph, up, g)}"
+        for up, g in graph.field_parents(spec.key, field)
     ]
     return definition_hash(spec.key.path, field, spec.field(field).code_version, *parents)
 
@@ -25,13 +26,18 @@ def field_version(graph: FeatureGraph, feature: Any, field: str) -> str:
 def feature_version(graph: FeatureGraph, feature: Any) -> str:
     """Hash of the feature's field versions (changes when any upstream field's code does)."""
     spec = graph.spec(feature)
-    return definition_hash(*(f"{f}={field_version(graph, spec.key, f)}" for f in sorted(spec.field_keys)))
+    return definition_hash(
+        *(f"{f}={field_version(graph, spec.key, f)}" for f in sorted(spec.field_keys))
+    )
 
 
 def feature_code_version(graph: FeatureGraph, feature: Any) -> str:
     """Hash of the feature's own definition: its key and field code versions only."""
     spec = graph.spec(feature)
-    return definition_hash(spec.key.path, *(f"{f.key}={f.code_version}" for f in sorted(spec.fields, key=lambda f: f.key)))
+    return definition_hash(
+        spec.key.path,
+        *(f"{f.key}={f.code_version}" for f in sorted(spec.fields, key=lambda f: f.key)),
+    )
 
 
 def project_version(graph: FeatureGraph) -> str:

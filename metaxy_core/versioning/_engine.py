@@ -12,11 +12,15 @@ from metaxy_core.versioning._hashing import HashSettings
 class Engine(Protocol):
     """What a store's compute engine supplies to the engine-agnostic versioning code."""
 
-    def hash(self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings) -> nw.LazyFrame:
+    def hash(
+        self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
+    ) -> nw.LazyFrame:
         """Add `out` columns holding the row hash of each string column `in`."""
         ...
 
-    def sorted_concat(self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]) -> nw.LazyFrame:
+    def sorted_concat(
+        self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]
+    ) -> nw.LazyFrame:
         """Group by `by`; each `out` column joins its group's `in` strings, sorted, with ','."""
         ...
 

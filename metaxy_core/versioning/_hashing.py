@@ -43,7 +43,9 @@ class HashSettings:
             object.__setattr__(self, "algorithm", HashAlgorithm(self.algorithm))
         except ValueError:
             names = ", ".join(a.value for a in HashAlgorithm)
-            raise SpecError(f"Unknown hash algorithm {self.algorithm!r}; use one of: {names}.") from None
+            raise SpecError(
+                f"Unknown hash algorithm {self.algorithm!r}; use one of: {names}."
+            ) from None
         if self.length is not None and not 8 <= self.length <= _FULL_LENGTH[self.algorithm]:
             raise SpecError(
                 f"Hash length {self.length} is out of range for {self.algorithm.value}: "

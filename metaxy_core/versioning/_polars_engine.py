@@ -25,12 +25,16 @@ def polars_hash_expr(column: str, settings: HashSettings) -> pl.Expr:
 class PolarsEngine:
     """Runs the versioning plan on polars LazyFrames."""
 
-    def hash(self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings) -> nw.LazyFrame:
+    def hash(
+        self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
+    ) -> nw.LazyFrame:
         native: pl.LazyFrame = frame.to_native()
         exprs = [polars_hash_expr(src, settings).alias(out) for out, src in columns.items()]
         return nw.from_native(native.with_columns(exprs))
 
-    def sorted_concat(self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]) -> nw.LazyFrame:
+    def sorted_concat(
+        self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]
+    ) -> nw.LazyFrame:
         native: pl.LazyFrame = frame.to_native()
         aggs = [pl.col(src).sort().str.join(",").alias(out) for out, src in columns.items()]
         return nw.from_native(native.group_by(list(by)).agg(aggs))
@@ -46,7 +50,9 @@ class PolarsEngine:
     def latest(self, frame: nw.LazyFrame, ids: Sequence[str], order_by: str) -> nw.LazyFrame:
         native: pl.LazyFrame = frame.to_native()
         # A window max beats sort+unique by ~6x: write ids repeat across a whole write.
-        return nw.from_native(native.filter(pl.col(order_by) == pl.col(order_by).max().over(list(ids))))
+        return nw.from_native(
+            native.filter(pl.col(order_by) == pl.col(order_by).max().over(list(ids)))
+        )
 
     def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
         return nw.from_native(frame.lazy())

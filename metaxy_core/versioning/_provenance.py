@@ -53,7 +53,9 @@ def root_provenance(
     """Provenance of root samples from user-supplied per-field inputs (one column per field)."""
     spec = graph.spec(feature)
     inputs = {
-        f.key: nw.concat_str([nw.lit(f"{spec.key.path}/{f.key}@{f.code_version}|input="), _str(f.key)])
+        f.key: nw.concat_str(
+            [nw.lit(f"{spec.key.path}/{f.key}@{f.code_version}|input="), _str(f.key)]
+        )
         for f in spec.fields
     }
     return _hash_fields(samples, inputs, engine, settings)
@@ -75,7 +77,9 @@ def _upstream_frame(
     for predicate in dep.filters:
         frame = engine.filter_sql(frame, predicate)
     up_ids = [rename.get(c, c) for c in graph.spec(dep.feature).id_columns]
-    dv = [nw.col(C.data_version_column(g)).alias(parent_column(dep.feature, g)) for g in needed_fields]
+    dv = [
+        nw.col(C.data_version_column(g)).alias(parent_column(dep.feature, g)) for g in needed_fields
+    ]
     if dep.lineage.kind != "aggregation":
         carried = graph.upstream_columns(feature)[dep.feature].values()
         return frame.select(*up_ids, *(c for c in carried if c not in spec.parent_key), *dv)
@@ -113,7 +117,9 @@ def expected_provenance(
         if joined is None:
             joined = frame
         else:
-            joined = joined.join(frame, on=list(spec.parent_key), how="left" if dep.optional else "inner")
+            joined = joined.join(
+                frame, on=list(spec.parent_key), how="left" if dep.optional else "inner"
+            )
     assert joined is not None, "roots use root_provenance"
     inputs: dict[str, nw.Expr] = {}
     for f in spec.fields:

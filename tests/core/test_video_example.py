@@ -10,7 +10,9 @@ ORDER = ["video", "crop", "face_detection", "transcript"]
 def materialize_all(store: mx.MetadataStore, samples) -> dict[str, mx.Increment]:
     out = {}
     for key in ORDER:
-        out[key] = compute_increment(store, key, VALUES[key], samples=samples if key == "video" else None)
+        out[key] = compute_increment(
+            store, key, VALUES[key], samples=samples if key == "video" else None
+        )
     return out
 
 
@@ -30,7 +32,9 @@ def test_audio_code_bump_stales_only_audio_readers():
     for key in ORDER:
         # face_detection must see nothing at every step, before and after upstream rewrites
         assert store.resolve_update("face_detection").is_empty
-        seen[key] = compute_increment(store, key, VALUES[key], samples=inputs() if key == "video" else None)
+        seen[key] = compute_increment(
+            store, key, VALUES[key], samples=inputs() if key == "video" else None
+        )
     assert seen["video"].stale_fields() == {"audio": {"code": 100}}
     assert seen["crop"].stale_fields() == {"audio": {"upstream": 100}}
     assert seen["transcript"].stale_fields() == {"text": {"upstream": 100}}

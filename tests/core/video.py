@@ -1,11 +1,16 @@
-"""The video example graph shared by tests: video{audio, frames} -> crop -> face_detection, video -> transcript."""
+"""The video example graph shared by tests.
+
+video{audio, frames} -> crop -> face_detection, and video -> transcript.
+"""
 
 import polars as pl
 
 import metaxy_core as mx
 
 
-class Video(mx.Feature, spec=mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])):
+class Video(
+    mx.Feature, spec=mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])
+):
     path: str
 
 
@@ -41,7 +46,12 @@ class Transcript(
 
 
 FEATURES = [Video, Crop, FaceDetection, Transcript]
-VALUES = {"video": {"path": "v.mp4"}, "crop": {"crop_path": "c.mp4"}, "face_detection": {"n_faces": 1}, "transcript": {"text": "hi"}}
+VALUES = {
+    "video": {"path": "v.mp4"},
+    "crop": {"crop_path": "c.mp4"},
+    "face_detection": {"n_faces": 1},
+    "transcript": {"text": "hi"},
+}
 
 
 def graph() -> mx.FeatureGraph:
@@ -57,7 +67,9 @@ def inputs(n: int = 100, *, audio_suffix: str = "", changed: int = 0) -> pl.Data
             "frames": [f"f{i}" for i in range(n)],
         }
     ).with_columns(
-        pl.when(pl.int_range(n) < changed).then(pl.col("audio") + audio_suffix).otherwise(pl.col("audio"))
+        pl.when(pl.int_range(n) < changed)
+        .then(pl.col("audio") + audio_suffix)
+        .otherwise(pl.col("audio"))
     )
 
 
