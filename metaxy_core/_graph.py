@@ -14,7 +14,7 @@ import polars as pl
 from metaxy_core._errors import GraphError, SpecError, UnknownFeatureError
 from metaxy_core._feature import Feature
 from metaxy_core._keys import FeatureKey
-from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, Lineage, _key_of
+from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, Lineage, key_of
 
 FieldRef = tuple[FeatureKey, str]
 
@@ -121,7 +121,7 @@ class FeatureGraph:
 
     def __contains__(self, key: object) -> bool:
         try:
-            return _key_of(key) in self._defs
+            return key_of(key) in self._defs
         except Exception:
             return False
 
@@ -135,7 +135,7 @@ class FeatureGraph:
 
     def definition(self, feature: Any) -> FeatureDefinition:
         """The definition of `feature` (key, spec or class)."""
-        key = _key_of(feature)
+        key = key_of(feature)
         try:
             return self._defs[key]
         except KeyError:

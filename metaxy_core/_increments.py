@@ -3,6 +3,7 @@
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
+from typing import Any
 
 import narwhals as nw
 import polars as pl
@@ -103,9 +104,9 @@ _CUR = "__mx_cur__"
 
 def diff(
     spec: FeatureSpec,
-    expected: nw.LazyFrame,
-    current: nw.LazyFrame,
-) -> tuple[nw.LazyFrame, nw.LazyFrame, nw.LazyFrame]:
+    expected: nw.LazyFrame[Any],
+    current: nw.LazyFrame[Any],
+) -> tuple[nw.LazyFrame[Any], nw.LazyFrame[Any], nw.LazyFrame[Any]]:
     """Compare expected provenance with the latest live rows: (new, stale, orphaned).
 
     `current` holds the id columns plus per-field provenance and code version columns.

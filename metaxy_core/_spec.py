@@ -2,7 +2,7 @@
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from metaxy_core._errors import SpecError
 from metaxy_core._keys import FeatureKey, validate_field_key
@@ -11,7 +11,7 @@ LineageKind = Literal["identity", "aggregation", "expansion"]
 KeyLike = str | Sequence[str] | FeatureKey
 
 
-def _key_of(feature: Any) -> FeatureKey:
+def key_of(feature: Any) -> FeatureKey:
     """Accept a key, a key string/parts, a spec, or a feature class."""
     spec = getattr(feature, "spec", None)
     if isinstance(spec, FeatureSpec):
@@ -72,7 +72,7 @@ class FieldDep:
     fields: tuple[str, ...] | None
 
     def __init__(self, feature: Any, fields: Sequence[str] | None = None) -> None:
-        object.__setattr__(self, "feature", _key_of(feature))
+        object.__setattr__(self, "feature", key_of(feature))
         if isinstance(fields, str):
             fields = [fields]
         object.__setattr__(
@@ -114,7 +114,8 @@ class FieldSpec:
             raise SpecError(f"Field {key!r}: code_version must be a non-empty string.")
         object.__setattr__(self, "code_version", str(code_version))
         if isinstance(deps, Mapping):
-            deps = [FieldDep(k, v) for k, v in deps.items()]
+            by_feature = cast(Mapping[Any, Sequence[str] | None], deps)
+            deps = [FieldDep(k, v) for k, v in by_feature.items()]
         object.__setattr__(self, "deps", None if deps is None else tuple(deps))
         object.__setattr__(self, "description", description)
 
@@ -153,7 +154,7 @@ class FeatureDep:
         lineage: Lineage | None = None,
         optional: bool = False,
     ) -> None:
-        object.__setattr__(self, "feature", _key_of(feature))
+        object.__setattr__(self, "feature", key_of(feature))
         object.__setattr__(self, "rename", tuple(sorted((rename or {}).items())))
         object.__setattr__(self, "select", None if select is None else tuple(select))
         filters = (filters,) if isinstance(filters, str) else tuple(filters)
@@ -249,7 +250,7 @@ class FeatureSpec:
 
     def dep(self, upstream: Any) -> FeatureDep:
         """The dep edge on `upstream`."""
-        key = _key_of(upstream)
+        key = key_of(upstream)
         for d in self.deps:
             if d.feature == key:
                 return d

@@ -57,7 +57,7 @@ class MetadataStore(ABC):
         """True if `table` was ever written."""
 
     @abstractmethod
-    def _scan(self, table: str) -> nw.LazyFrame:
+    def _scan(self, table: str) -> nw.LazyFrame[Any]:
         """Every row of `table`, lazily, in the store's engine."""
 
     @abstractmethod
@@ -71,7 +71,7 @@ class MetadataStore(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook: stores holding nothing skip it
         """Release resources."""
 
-    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         """The latest row per sample (soft-deleted included).
 
         Stores that keep a current view override this.
@@ -123,7 +123,7 @@ class MetadataStore(ABC):
         """True if the feature was ever written to this store."""
         return self._exists(self._table(feature)[1])
 
-    def latest(self, feature: Any, *, include_deleted: bool = False) -> nw.LazyFrame | None:
+    def latest(self, feature: Any, *, include_deleted: bool = False) -> nw.LazyFrame[Any] | None:
         """The latest row per sample, lazily in the store's engine (None if never written)."""
         key, table = self._table(feature)
         if not self._exists(table):
@@ -218,8 +218,8 @@ class MetadataStore(ABC):
             self.engine.release()
 
     def _filtered(
-        self, spec: FeatureSpec, expected: nw.LazyFrame, filters: Sequence[str]
-    ) -> nw.LazyFrame:
+        self, spec: FeatureSpec, expected: nw.LazyFrame[Any], filters: Sequence[str]
+    ) -> nw.LazyFrame[Any]:
         """Apply target filters to the expected rows (key and carried upstream columns)."""
         available = set(expected.columns)
         for predicate in filters:
@@ -233,7 +233,7 @@ class MetadataStore(ABC):
             expected = self.engine.filter_sql(expected, predicate)
         return expected
 
-    def _expected(self, key: FeatureKey, samples: Any) -> nw.LazyFrame | None:
+    def _expected(self, key: FeatureKey, samples: Any) -> nw.LazyFrame[Any] | None:
         spec = self.graph.spec(key)
         if spec.is_root:
             if samples is None:
@@ -250,7 +250,7 @@ class MetadataStore(ABC):
                 )
             lazy = self.engine.lazy(frame.select(*spec.id_columns, *spec.field_keys))
             return root_provenance(self.graph, key, lazy, self.engine, self.hash_settings)
-        upstreams: dict[FeatureKey, nw.LazyFrame] = {}
+        upstreams: dict[FeatureKey, nw.LazyFrame[Any]] = {}
         for dep in spec.deps:
             frame = self.latest(dep.feature)
             if frame is None:
@@ -266,7 +266,7 @@ class MetadataStore(ABC):
         schema |= {C.data_version_column(f): pl.String() for f in spec.field_keys}
         return pl.DataFrame(schema=schema)
 
-    def _current(self, key: FeatureKey) -> nw.LazyFrame:
+    def _current(self, key: FeatureKey) -> nw.LazyFrame[Any]:
         spec = self.graph.spec(key)
         frame = self.latest(key)
         columns = [

@@ -152,7 +152,9 @@ class DeltaStore(MetadataStore):
         if not nulls:
             return rows
         existing = self._delta_table(path)
-        schema = pl.scan_delta(existing).collect_schema() if existing is not None else {}
+        schema: Mapping[str, pl.DataType] = (
+            pl.scan_delta(existing).collect_schema() if existing is not None else {}
+        )
         return rows.cast({c: schema.get(c, pl.String()) for c in nulls})
 
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:

@@ -5,6 +5,7 @@ import time
 from collections.abc import Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import duckdb
 import narwhals as nw
@@ -99,10 +100,10 @@ class DuckDBStore(MetadataStore):
         """Run a statement to completion (DuckDB refuses new work while a result is pending)."""
         return self._con.execute(sql, list(params)).fetchall()
 
-    def _scan(self, table: str) -> nw.LazyFrame:
+    def _scan(self, table: str) -> nw.LazyFrame[Any]:
         return nw.from_native(self._con.sql(f"SELECT * FROM main.{quote(table)}"))
 
-    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         if not self._table_exists(CURRENT_SCHEMA, table):  # a file written before current tables
             return super()._scan_latest(table, ids)
         return nw.from_native(self._con.sql(f"SELECT * FROM {CURRENT_SCHEMA}.{quote(table)}"))

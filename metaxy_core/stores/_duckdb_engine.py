@@ -7,17 +7,24 @@ polars engine uses.
 """
 
 from collections.abc import Mapping, Sequence
+from typing import Any, TypeAlias, cast
 
 import duckdb
 import narwhals as nw
 import polars as pl
 import polars_hash as plh
 import pyarrow as pa
+from duckdb.func import PythonUDFType
 
 from metaxy_core._errors import SpecError
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 XXH3_UDF = "metaxy_xxh3_64"
+
+# pyarrow ships no type information: its arrays and tables are `Any` to the type checker,
+# and the polars/duckdb calls whose signatures mention them carry narrow pyright ignores.
+ArrowArray: TypeAlias = Any
+ArrowTable: TypeAlias = Any
 
 
 def quote(name: str) -> str:
@@ -28,25 +35,26 @@ def quote(name: str) -> str:
 _XXH3_EXPR = plh.col("v").nchash.xxh3_64().cast(pl.String)
 
 
-def _xxh3_64(values: pa.Array) -> pa.Array:
+def _xxh3_64(values: ArrowArray) -> ArrowArray:
     """xxh3_64 of each string as the decimal text of the u64, exactly as the polars engine.
 
     DuckDB calls this once per 2048-row vector, so per-call overhead matters: a prebuilt
     expression on a zero-copy frame is about 4x faster than building a Series each time.
     """
-    frame = pl.from_arrow(pa.table({"v": values}))
+    table = cast(ArrowTable, pa.table({"v": values}))  # pyright: ignore[reportUnknownMemberType]
+    frame = pl.from_arrow(table)  # pyright: ignore[reportUnknownMemberType]
     assert isinstance(frame, pl.DataFrame)
-    return frame.select(_XXH3_EXPR).to_series().to_arrow()
+    return cast(ArrowArray, frame.select(_XXH3_EXPR).to_series().to_arrow())
 
 
 def register_functions(con: duckdb.DuckDBPyConnection) -> None:
     """Register the xxh3_64 UDF on a connection (once per connection)."""
-    con.create_function(
+    con.create_function(  # pyright: ignore[reportUnknownMemberType]
         XXH3_UDF,
         _xxh3_64,
         [duckdb.sqltype("VARCHAR")],
         duckdb.sqltype("VARCHAR"),
-        type="arrow",
+        type=PythonUDFType.ARROW,
         side_effects=False,
     )
 
@@ -71,8 +79,8 @@ class DuckDBEngine:
         self._cached: list[str] = []
 
     def hash(
-        self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
-    ) -> nw.LazyFrame:
+        self, frame: nw.LazyFrame[Any], columns: Mapping[str, str], settings: HashSettings
+    ) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         replaced = [out for out in columns if out in rel.columns]
         exprs = [
@@ -81,8 +89,8 @@ class DuckDBEngine:
         return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
 
     def sorted_concat(
-        self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]
-    ) -> nw.LazyFrame:
+        self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]
+    ) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         # VARCHAR ordering in DuckDB is by bytes, like polars' string sort.
         aggs = [
@@ -92,20 +100,22 @@ class DuckDBEngine:
         keys = [duckdb.ColumnExpression(c) for c in by]
         return nw.from_native(rel.aggregate([*keys, *aggs], ", ".join(quote(c) for c in by)))
 
-    def filter_sql(self, frame: nw.LazyFrame, predicate: str) -> nw.LazyFrame:
+    def filter_sql(self, frame: nw.LazyFrame[Any], predicate: str) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         try:
             return nw.from_native(rel.filter(predicate))
         except duckdb.Error as exc:
             raise SpecError(f"Cannot apply filter {predicate!r}: {exc}") from exc
 
-    def latest(self, frame: nw.LazyFrame, ids: Sequence[str], order_by: str) -> nw.LazyFrame:
+    def latest(
+        self, frame: nw.LazyFrame[Any], ids: Sequence[str], order_by: str
+    ) -> nw.LazyFrame[Any]:
         return frame.filter(nw.col(order_by) == nw.col(order_by).max().over(*ids))
 
-    def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
+    def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame[Any]:
         return nw.from_native(self._con.from_arrow(to_arrow(frame)))
 
-    def cache(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+    def cache(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         name = f"__metaxy_cache_{len(self._cached)}"
         view = name + "_source"
@@ -123,9 +133,9 @@ class DuckDBEngine:
         self._cached.clear()
 
 
-def to_arrow(frame: pl.DataFrame) -> pa.Table:
+def to_arrow(frame: pl.DataFrame) -> ArrowTable:
     """Arrow for DuckDB: all-null untyped columns become strings (no NULL column type)."""
     nulls = [c for c, dtype in frame.schema.items() if dtype == pl.Null]
     if nulls:
         frame = frame.with_columns(pl.col(nulls).cast(pl.String))
-    return frame.to_arrow()
+    return cast(ArrowTable, frame.to_arrow())

@@ -1,6 +1,7 @@
 """MemoryStore: polars frames in a dict. The reference implementation and the test double."""
 
 from collections.abc import Sequence
+from typing import Any
 
 import narwhals as nw
 import polars as pl
@@ -30,10 +31,10 @@ class MemoryStore(MetadataStore):
     def _exists(self, table: str) -> bool:
         return table in self._tables
 
-    def _scan(self, table: str) -> nw.LazyFrame:
+    def _scan(self, table: str) -> nw.LazyFrame[Any]:
         return nw.from_native(self._tables[table].lazy())
 
-    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame:
+    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         cached = self._current_view.get(table)
         if cached is None or cached[0] != list(ids):
             rows = self.engine.latest(self._scan(table), ids, C.WRITE_ID).collect().to_native()

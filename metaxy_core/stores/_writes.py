@@ -8,6 +8,7 @@ from typing import Any
 
 import narwhals as nw
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 from metaxy_core._errors import WriteValidationError
 from metaxy_core._graph import FeatureDefinition
@@ -63,7 +64,11 @@ def validate_ids(frame: pl.DataFrame, id_columns: tuple[str, ...], *, what: str)
         )
 
 
-def _compatible(actual: pl.DataType, expected: pl.DataType) -> bool:
+# A declared `pl.List(pl.Int64)` keeps the class `Int64` as its inner type, not an instance.
+DType = pl.DataType | DataTypeClass
+
+
+def _compatible(actual: DType, expected: DType) -> bool:
     if actual == expected or actual == pl.Null:
         return True
     if expected.is_integer() and actual.is_integer():
@@ -81,7 +86,7 @@ def coerce_columns(
     frame: pl.DataFrame, definition: FeatureDefinition, *, what: str
 ) -> pl.DataFrame:
     """Check declared column dtypes and cast compatible ones (Int32 -> Int64)."""
-    casts = []
+    casts: list[pl.Expr] = []
     for column, dtype in definition.columns.items():
         if column not in frame.columns:
             continue

@@ -1,6 +1,7 @@
 """The polars engine: the reference implementation of the row hash."""
 
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import narwhals as nw
 import polars as pl
@@ -26,20 +27,20 @@ class PolarsEngine:
     """Runs the versioning plan on polars LazyFrames."""
 
     def hash(
-        self, frame: nw.LazyFrame, columns: Mapping[str, str], settings: HashSettings
-    ) -> nw.LazyFrame:
+        self, frame: nw.LazyFrame[Any], columns: Mapping[str, str], settings: HashSettings
+    ) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
         exprs = [polars_hash_expr(src, settings).alias(out) for out, src in columns.items()]
         return nw.from_native(native.with_columns(exprs))
 
     def sorted_concat(
-        self, frame: nw.LazyFrame, by: Sequence[str], columns: Mapping[str, str]
-    ) -> nw.LazyFrame:
+        self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]
+    ) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
         aggs = [pl.col(src).sort().str.join(",").alias(out) for out, src in columns.items()]
         return nw.from_native(native.group_by(list(by)).agg(aggs))
 
-    def filter_sql(self, frame: nw.LazyFrame, predicate: str) -> nw.LazyFrame:
+    def filter_sql(self, frame: nw.LazyFrame[Any], predicate: str) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
         try:
             expr = pl.sql_expr(predicate)
@@ -47,17 +48,19 @@ class PolarsEngine:
             raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc
         return nw.from_native(native.filter(expr))
 
-    def latest(self, frame: nw.LazyFrame, ids: Sequence[str], order_by: str) -> nw.LazyFrame:
+    def latest(
+        self, frame: nw.LazyFrame[Any], ids: Sequence[str], order_by: str
+    ) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
         # A window max beats sort+unique by ~6x: write ids repeat across a whole write.
         return nw.from_native(
             native.filter(pl.col(order_by) == pl.col(order_by).max().over(list(ids)))
         )
 
-    def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame:
+    def lazy(self, frame: pl.DataFrame) -> nw.LazyFrame[Any]:
         return nw.from_native(frame.lazy())
 
-    def cache(self, frame: nw.LazyFrame) -> nw.LazyFrame:
+    def cache(self, frame: nw.LazyFrame[Any]) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
         return nw.from_native(native.collect().lazy())
 

@@ -1,6 +1,7 @@
 """Sample provenance as narwhals expressions: what each sample's versions should be now."""
 
 from collections.abc import Mapping
+from typing import Any
 
 import narwhals as nw
 
@@ -24,8 +25,8 @@ def _str(column: str) -> nw.Expr:
 
 
 def _with_sample_provenance(
-    frame: nw.LazyFrame, fields: list[str], engine: Engine, settings: HashSettings
-) -> nw.LazyFrame:
+    frame: nw.LazyFrame[Any], fields: list[str], engine: Engine, settings: HashSettings
+) -> nw.LazyFrame[Any]:
     """Add `metaxy_provenance`: the hash of the sorted per-field provenance values."""
     parts: list[nw.Expr] = []
     for i, f in enumerate(sorted(fields)):
@@ -35,8 +36,8 @@ def _with_sample_provenance(
 
 
 def _hash_fields(
-    frame: nw.LazyFrame, inputs: Mapping[str, nw.Expr], engine: Engine, settings: HashSettings
-) -> nw.LazyFrame:
+    frame: nw.LazyFrame[Any], inputs: Mapping[str, nw.Expr], engine: Engine, settings: HashSettings
+) -> nw.LazyFrame[Any]:
     frame = frame.with_columns(*(expr.alias(_INPUT + f) for f, expr in inputs.items()))
     frame = engine.hash(frame, {C.provenance_column(f): _INPUT + f for f in inputs}, settings)
     frame = frame.drop(*(_INPUT + f for f in inputs))
@@ -46,10 +47,10 @@ def _hash_fields(
 def root_provenance(
     graph: FeatureGraph,
     feature: FeatureKey,
-    samples: nw.LazyFrame,
+    samples: nw.LazyFrame[Any],
     engine: Engine,
     settings: HashSettings,
-) -> nw.LazyFrame:
+) -> nw.LazyFrame[Any]:
     """Provenance of root samples from user-supplied per-field inputs (one column per field)."""
     spec = graph.spec(feature)
     inputs = {
@@ -65,10 +66,10 @@ def _upstream_frame(
     graph: FeatureGraph,
     feature: FeatureKey,
     dep: FeatureDep,
-    frame: nw.LazyFrame,
+    frame: nw.LazyFrame[Any],
     needed_fields: list[str],
     engine: Engine,
-) -> nw.LazyFrame:
+) -> nw.LazyFrame[Any]:
     """One upstream's rows, renamed, filtered and reduced to the feature's parent key."""
     spec = graph.spec(feature)
     rename = dep.rename_map
@@ -99,10 +100,10 @@ def _upstream_frame(
 def expected_provenance(
     graph: FeatureGraph,
     feature: FeatureKey,
-    upstreams: Mapping[FeatureKey, nw.LazyFrame],
+    upstreams: Mapping[FeatureKey, nw.LazyFrame[Any]],
     engine: Engine,
     settings: HashSettings,
-) -> nw.LazyFrame:
+) -> nw.LazyFrame[Any]:
     """What every sample's provenance should be given the upstreams' latest live rows.
 
     Returns the feature's parent key, the carried upstream columns, one
@@ -110,7 +111,7 @@ def expected_provenance(
     """
     spec = graph.spec(feature)
     parents = {f: graph.field_parents(feature, f) for f in spec.field_keys}
-    joined: nw.LazyFrame | None = None
+    joined: nw.LazyFrame[Any] | None = None
     for dep in sorted(spec.deps, key=lambda d: (d.optional, d.feature)):
         needed = sorted({g for refs in parents.values() for (u, g) in refs if u == dep.feature})
         frame = _upstream_frame(graph, feature, dep, upstreams[dep.feature], needed, engine)
