@@ -172,6 +172,14 @@ def stamp_children(
     Use it for expansion (1:N) features: compute children from the increment's parent
     rows, then stamp them before writing.
 
+    Args:
+        parents: the parent rows, with their provenance columns (e.g. `inc.to_compute()`).
+        children: the child rows, each naming its parent by the `on` columns.
+        on: the parent id columns the children carry.
+
+    Returns:
+        `children` with the provenance columns of their parents.
+
     Raises:
         WriteValidationError: a child names a parent that is not in `parents`.
 

@@ -68,7 +68,10 @@ def feature_asset(
     Args:
         graph: the feature graph.
         feature: the feature key, spec or class.
-        group_name, kinds, partitions_def, io_manager_key: as for `dg.asset`.
+        group_name: the asset group, as for `dg.asset`.
+        kinds: the kinds shown on the asset, as for `dg.asset`.
+        partitions_def: the asset's partitions, as for `dg.asset`.
+        io_manager_key: the IO manager resource key, as for `dg.asset`.
         deps: extra upstream assets besides the feature's deps.
         **asset_kwargs: any other `dg.asset` argument (resources, check_specs, ...).
 
@@ -143,7 +146,9 @@ def feature_assets(
         sources: root feature -> function returning the root's ids plus one input version
             column per field (a content hash, mtime or etag).
         partitions_def: the batch partitions (see `batch_partitions`); None for unpartitioned.
-        group_name, kinds, io_manager_key: as for `dg.asset`.
+        group_name: the asset group, as for `dg.asset`.
+        kinds: the kinds shown on each asset, as for `dg.asset`.
+        io_manager_key: the IO manager resource key, as for `dg.asset`.
 
     Raises:
         MetaxyError: a compute function names an unknown feature, or a root has no source.

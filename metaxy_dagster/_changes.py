@@ -45,8 +45,10 @@ class Changes:
         return pl.concat([c.ids for c in self.keyed.values()], how="vertical_relaxed").unique()
 
     def selection_for(self, ids: pl.DataFrame | None) -> list[mx.FeatureKey]:
-        """Features to run for the samples `ids` (all changes when None), in topological order:
-        the changed ones and those reading a changed field, transitively."""
+        """Features to run for the samples `ids` (all changes when None), in topological order.
+
+        These are the changed features and those reading a changed field, transitively.
+        """
         touched = dict(self.unkeyed)
         for key, change in self.keyed.items():
             if ids is None or change.ids.join(ids, on=ids.columns, how="semi").height:

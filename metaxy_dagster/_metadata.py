@@ -18,6 +18,12 @@ PREVIEW_ROWS = 5
 def feature_asset_key(feature: Any) -> dg.AssetKey:
     """The Dagster asset key of a feature: its key parts.
 
+    Args:
+        feature: the feature key, spec or class.
+
+    Returns:
+        The asset key, one part per feature key part.
+
     Example:
         >>> feature_asset_key("video/crop")
         AssetKey(['video', 'crop'])
@@ -91,8 +97,11 @@ def column_schema(graph: mx.FeatureGraph, feature: Any) -> dg.TableSchema:
 
 
 def column_lineage(graph: mx.FeatureGraph, feature: Any) -> dg.TableColumnLineage:
-    """Upstream columns behind each column: pass-through and renamed columns, id columns by
-    lineage, and per-field provenance from the parent fields' data versions."""
+    """Upstream columns behind each column of the feature's table.
+
+    Covers pass-through and renamed columns, id columns by lineage, and per-field
+    provenance from the parent fields' data versions.
+    """
     definition = graph.definition(feature)
     spec = definition.spec
     deps: dict[str, list[dg.TableColumnDep]] = {}

@@ -17,6 +17,12 @@ MAX_PARTITION_REQUESTS = 25_000
 def batch_partitions(name: str = DEFAULT_PARTITIONS_NAME) -> dg.DynamicPartitionsDefinition:
     """The dynamic partitions definition whose keys are batch keys written by the sensor.
 
+    Args:
+        name: the partitions definition's name (one per code location).
+
+    Returns:
+        The dynamic partitions definition to pass to assets, jobs and sensors.
+
     Example:
         >>> batch_partitions().name
         'metaxy_batches'

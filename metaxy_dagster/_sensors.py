@@ -182,7 +182,9 @@ def increment_sensor(
         max_batches_per_tick: partitions and runs requested per tick (at most 25,000).
         max_open_batches: batches whose runs have not finished yet.
         max_sample_partitions: the most changed samples `sample` mode accepts in one tick.
-        name, minimum_interval_seconds, default_status: as for `dg.sensor`.
+        name: the sensor name, as for `dg.sensor`.
+        minimum_interval_seconds: the least time between ticks, as for `dg.sensor`.
+        default_status: running or stopped when first loaded, as for `dg.sensor`.
 
     Raises:
         SpecError: an unknown mode, a limit below 1, or a partitioned mode without partitions.
@@ -236,7 +238,9 @@ def cleanup_sensor(
         partitions_def: the batch partitions.
         keep: how many of the newest finished partitions to keep.
         max_deletes_per_tick: the most partitions deleted in one tick.
-        name, minimum_interval_seconds, default_status: as for `dg.sensor`.
+        name: the sensor name, as for `dg.sensor`.
+        minimum_interval_seconds: the least time between ticks, as for `dg.sensor`.
+        default_status: running or stopped when first loaded, as for `dg.sensor`.
 
     Example:
         >>> sensor = cleanup_sensor(batch_partitions(), keep=50)  # doctest: +SKIP
