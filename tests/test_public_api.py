@@ -1,6 +1,7 @@
 """`__all__` is exactly the public surface of each package, sorted."""
 
 import importlib
+import inspect
 import types
 
 import pytest
@@ -60,3 +61,23 @@ def test_core_never_imports_dagster():
     code = "import sys, metaxy_core, metaxy_core.testing; print('dagster' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+@pytest.mark.parametrize("package_name", ["metaxy_core", "metaxy_dagster"])
+def test_exported_names_have_google_docstrings(package_name):
+    """Ruff's pydocstyle checks docstring form but skips names defined in `_private` modules."""
+    package = importlib.import_module(package_name)
+    missing = []
+    for name in package.__all__:
+        value = getattr(package, name)
+        if not (inspect.isclass(value) or inspect.isfunction(value)):
+            continue
+        doc = value.__dict__.get("__doc__") if inspect.isclass(value) else value.__doc__
+        if not doc or not doc.strip():
+            missing.append(f"{name}: no docstring")
+        elif inspect.isfunction(value) and inspect.signature(value).parameters:
+            if "Args:" not in doc:
+                missing.append(f"{name}: no Args section")
+            if "Example" not in doc:
+                missing.append(f"{name}: no example")
+    assert not missing, "\n".join(missing)
