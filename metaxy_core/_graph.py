@@ -108,13 +108,25 @@ class FeatureGraph:
         return cls(found)
 
     def replace(self, *features: Any) -> "FeatureGraph":
-        """A copy where the given features replace those with the same keys."""
-        new = {d.spec.key: d for d in map(_definition, features)}
-        unknown = [k for k in new if k not in self._defs]
-        if unknown:
-            raise UnknownFeatureError(
-                f"Cannot replace unknown features {[str(k) for k in unknown]}."
-            )
+        """A copy where the given features replace those with the same keys.
+
+        A bare `FeatureSpec` keeps the replaced feature's typed columns and class, so a
+        code-version bump is `graph.replace(Video.spec.with_field_code_version("audio", "2"))`.
+
+        Raises:
+            UnknownFeatureError: a key is not in the graph.
+        """
+        new: dict[FeatureKey, FeatureDefinition] = {}
+        for item in features:
+            definition = _definition(item)
+            key = definition.spec.key
+            if key not in self._defs:
+                raise UnknownFeatureError(f"Cannot replace unknown feature {key}.")
+            if isinstance(item, FeatureSpec):
+                old = self._defs[key]
+                columns = {c: old.columns.get(c, t) for c, t in definition.columns.items()}
+                definition = FeatureDefinition(item, old.columns | columns, old.feature_class)
+            new[key] = definition
         return FeatureGraph([new.get(k, d) for k, d in self._defs.items()])
 
     # -- lookups ---------------------------------------------------------------------------

@@ -258,7 +258,10 @@ def test_replace_swaps_a_definition():
     bumped = graph.replace(Video.spec.with_field_code_version("audio", "2"))
     assert bumped.spec("video").field("audio").code_version == "2"
     assert graph.spec("video").field("audio").code_version == "1"  # graphs are not mutated
-    with pytest.raises(mx.UnknownFeatureError, match="Cannot replace unknown features"):
+    # a bare spec keeps the feature's typed columns and class
+    assert bumped.definition("video").columns == graph.definition("video").columns
+    assert bumped.definition("video").feature_class is Video
+    with pytest.raises(mx.UnknownFeatureError, match="Cannot replace unknown feature zzz"):
         graph.replace(spec("zzz"))
 
 
