@@ -22,7 +22,7 @@ class HashAlgorithm(StrEnum):
 _FULL_LENGTH = {HashAlgorithm.XXH3_64: 20, HashAlgorithm.MD5: 32, HashAlgorithm.SHA256: 64}
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class HashSettings:
     """The row hash algorithm and how many leading characters of it to keep.
 
@@ -35,17 +35,19 @@ class HashSettings:
         'md5/16'
     """
 
-    algorithm: HashAlgorithm = HashAlgorithm.XXH3_64
-    length: int | None = None
+    algorithm: HashAlgorithm
+    length: int | None
 
-    def __post_init__(self) -> None:
+    # A hand-written __init__ so that the algorithm's name is accepted with its type.
+    def __init__(
+        self, algorithm: HashAlgorithm | str = HashAlgorithm.XXH3_64, length: int | None = None
+    ) -> None:
         try:
-            object.__setattr__(self, "algorithm", HashAlgorithm(self.algorithm))
+            object.__setattr__(self, "algorithm", HashAlgorithm(algorithm))
         except ValueError:
             names = ", ".join(a.value for a in HashAlgorithm)
-            raise SpecError(
-                f"Unknown hash algorithm {self.algorithm!r}; use one of: {names}."
-            ) from None
+            raise SpecError(f"Unknown hash algorithm {algorithm!r}; use one of: {names}.") from None
+        object.__setattr__(self, "length", length)
         if self.length is not None and not 8 <= self.length <= _FULL_LENGTH[self.algorithm]:
             raise SpecError(
                 f"Hash length {self.length} is out of range for {self.algorithm.value}: "
