@@ -125,7 +125,7 @@ class FeatureGraph:
             if isinstance(item, FeatureSpec):
                 old = self._defs[key]
                 columns = {c: old.columns.get(c, t) for c, t in definition.columns.items()}
-                definition = FeatureDefinition(item, old.columns | columns, old.feature_class)
+                definition = FeatureDefinition(item, {**old.columns, **columns}, old.feature_class)
             new[key] = definition
         return FeatureGraph([new.get(k, d) for k, d in self._defs.items()])
 
