@@ -60,7 +60,7 @@ def build_defs(
     """
     graph = graph or feature_graph()
     directory = directory or digits.data_dir()  # the store creates it on first open
-    metaxy = mxd.build_definitions(
+    return mxd.build_definitions(
         graph,
         {key.path: _dagster_compute(key.path, directory) for key in graph.keys},
         sources={"image": image_source(directory)},
@@ -68,8 +68,6 @@ def build_defs(
         sensor_options={"minimum_interval_seconds": SENSOR_INTERVAL_SECONDS},
         sensors_running=True,
     )
-    # One process per run: the steps are small, and an embedded DuckDB file has one writer.
-    return dg.Definitions.merge(metaxy, dg.Definitions(executor=dg.in_process_executor))
 
 
 defs = build_defs()

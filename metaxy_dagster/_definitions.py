@@ -28,6 +28,7 @@ def build_definitions(
     sensor_options: Mapping[str, Any] | None = None,
     keep_partitions: int = 100,
     sensors_running: bool = False,
+    executor: dg.ExecutorDefinition | None = dg.in_process_executor,
 ) -> dg.Definitions:
     """Assets, source assets, checks, both sensors, a job and resources for a feature graph.
 
@@ -44,6 +45,9 @@ def build_definitions(
             max_open_batches, max_sample_partitions, minimum_interval_seconds, name).
         keep_partitions: how many finished batch partitions the cleanup sensor keeps.
         sensors_running: start both sensors when the code location loads.
+        executor: how runs execute their steps. In one process by default: an embedded
+            DuckDB file admits one writing process, and per-step processes would queue on
+            its lock. Pass None for Dagster's default (a process per step), e.g. with Delta.
 
     Returns:
         `dg.Definitions` with resources `metaxy_store` and `metaxy_io_manager` and job `metaxy_job`.
@@ -83,4 +87,5 @@ def build_definitions(
         jobs=[job],
         sensors=sensors,
         resources={STORE_KEY: resource, IO_MANAGER_KEY: MetaxyIOManager(store=resource)},
+        executor=executor,
     )

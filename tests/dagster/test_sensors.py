@@ -218,3 +218,10 @@ def test_default_duckdb_store_through_sensor_and_run(graph, source, instance, tm
             "face_detection": 0,
             "transcript": 2,
         }
+
+
+def test_runs_execute_in_one_process_unless_asked_otherwise(graph, store, source):
+    job = definitions(graph, store, source).resolve_job_def("metaxy_job")
+    assert job.executor_def.name == dg.in_process_executor.name
+    job = definitions(graph, store, source, executor=None).resolve_job_def("metaxy_job")
+    assert job.executor_def.name != dg.in_process_executor.name
