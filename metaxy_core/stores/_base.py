@@ -1,6 +1,9 @@
-"""The store contract: a few storage primitives, and everything else built on them once."""
+"""The store contract: a few storage primitives, and everything else built on them once.
 
-import json
+The work behind the public methods lives next door: `_resolve` (increments), `_rows`
+(stamping a write's rows) and `_system_tables` (settings, snapshots, batch manifests).
+"""
+
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -10,37 +13,24 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
-from metaxy_core._errors import (
-    HashSettingsMismatchError,
-    SpecError,
-    UnknownFeatureError,
-    WriteValidationError,
-)
+from metaxy_core._errors import HashSettingsMismatchError, UnknownFeatureError
 from metaxy_core._graph import FeatureGraph
-from metaxy_core._increments import Increment, diff, empty_increment, split_lists
+from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
-from metaxy_core._spec import FeatureSpec
+from metaxy_core.stores import _rows, _system_tables
 from metaxy_core.stores import _writes as W
-from metaxy_core.versioning import feature_version
+from metaxy_core.stores._resolve import resolve_increment
+from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.versioning._engine import Engine
 from metaxy_core.versioning._hashing import HashSettings
-from metaxy_core.versioning._polars_engine import PolarsEngine
-from metaxy_core.versioning._provenance import (
-    data_version_expr,
-    expected_provenance,
-    root_provenance,
-)
-
-SETTINGS_TABLE = "metaxy_system__settings"
-SNAPSHOTS_TABLE = "metaxy_system__snapshots"
-BATCHES_TABLE = "metaxy_system__batches"
 
 
 class MetadataStore(ABC):
     """Append-only metadata for the features of one graph.
 
     Subclasses supply storage primitives (`_exists`, `_scan`, `_append`, `_hard_delete`,
-    `_close`) and an `engine`; the versioning, validation and increments live here, once.
+    `_close`, optionally `_scan_latest`) and an `engine`; versioning, validation and
+    increments are built on them here, once, for every backend.
     """
 
     engine: Engine
@@ -82,24 +72,13 @@ class MetadataStore(ABC):
 
     def _open(self) -> None:
         """Adopt or check the hash settings recorded in the store (call from `__init__`)."""
-        if not self._exists(SETTINGS_TABLE):
-            return
-        recorded = HashSettings.parse(
-            self._scan(SETTINGS_TABLE).collect(backend="polars")["hash"].item(0)
-        )
-        if self._requested_settings is not None and recorded != self._requested_settings:
-            raise HashSettingsMismatchError(
-                f"This store was created with hash settings {recorded.describe()}, but "
-                f"{self._requested_settings.describe()} were requested. Open it with "
-                f"HashSettings({recorded.algorithm.value!r}, length={recorded.length}) or omit "
-                "hash_settings to adopt the recorded ones; changing them would make every "
-                "sample stale."
-            )
-        self.hash_settings = recorded
+        if self._exists(SETTINGS_TABLE):
+            recorded = self._scan(SETTINGS_TABLE).collect(backend="polars").to_native()
+            self.hash_settings = _system_tables.adopt_settings(recorded, self._requested_settings)
 
     def _record_settings(self) -> None:
         if not self._exists(SETTINGS_TABLE):
-            self._append(SETTINGS_TABLE, pl.DataFrame({"hash": [self.hash_settings.describe()]}))
+            self._append(SETTINGS_TABLE, _system_tables.settings_row(self.hash_settings))
 
     def close(self) -> None:
         """Close the store."""
@@ -191,96 +170,7 @@ class MetadataStore(ABC):
         Raises:
             WriteValidationError: if a root is resolved without valid `samples`.
         """
-        spec = self.graph.spec(feature)
-        expected = self._expected(spec.key, samples)
-        if expected is None:
-            missing = [
-                d.feature for d in spec.deps if not d.optional and not self.has_feature(d.feature)
-            ]
-            return empty_increment(spec, missing)
-        try:
-            # new, stale and orphaned all read both sides: compute each side once.
-            expected = self.engine.cache(expected)
-            current = self.engine.cache(self._current(spec.key))
-            new, stale, orphaned = diff(spec, self._filtered(spec, expected, filters), current)
-            if filters:  # orphans have no upstream row: only predicates on ids can scope them
-                _, _, orphaned = diff(spec, expected, current)
-                for predicate in filters:
-                    if set(_predicate_columns(predicate)) <= set(spec.id_columns):
-                        orphaned = self.engine.filter_sql(orphaned, predicate)
-            return Increment(
-                spec.key,
-                new.collect(backend="polars").to_native(),
-                split_lists(stale.collect(backend="polars").to_native()),
-                orphaned.collect(backend="polars").to_native(),
-            )
-        finally:
-            self.engine.release()
-
-    def _filtered(
-        self, spec: FeatureSpec, expected: nw.LazyFrame[Any], filters: Sequence[str]
-    ) -> nw.LazyFrame[Any]:
-        """Apply target filters to the expected rows (key and carried upstream columns)."""
-        available = set(expected.columns)
-        for predicate in filters:
-            unknown = sorted(set(_predicate_columns(predicate)) - available)
-            if unknown:
-                usable = sorted(c for c in available if not c.startswith(C.PREFIX))
-                raise SpecError(
-                    f"Filter {predicate!r} on {spec.key} names unknown column(s) {unknown}; "
-                    f"filters see the increment's columns: {usable}."
-                )
-            expected = self.engine.filter_sql(expected, predicate)
-        return expected
-
-    def _expected(self, key: FeatureKey, samples: Any) -> nw.LazyFrame[Any] | None:
-        spec = self.graph.spec(key)
-        if spec.is_root:
-            if samples is None:
-                raise WriteValidationError(
-                    f"Feature {key} is a root: pass samples= with its id columns and one input "
-                    f"version column per field {list(spec.field_keys)}."
-                )
-            frame = W.to_polars(samples, what=f"samples for {key}")
-            W.validate_ids(frame, spec.id_columns, what=f"samples for {key}")
-            missing = [f for f in spec.field_keys if f not in frame.columns]
-            if missing:
-                raise WriteValidationError(
-                    f"samples for {key}: missing input column(s) {missing} (one per field)."
-                )
-            lazy = self.engine.lazy(frame.select(*spec.id_columns, *spec.field_keys))
-            return root_provenance(self.graph, key, lazy, self.engine, self.hash_settings)
-        upstreams: dict[FeatureKey, nw.LazyFrame[Any]] = {}
-        for dep in spec.deps:
-            frame = self.latest(dep.feature)
-            if frame is None:
-                if not dep.optional:
-                    return None
-                frame = self.engine.lazy(self._empty_system(dep.feature))
-            upstreams[dep.feature] = frame
-        return expected_provenance(self.graph, key, upstreams, self.engine, self.hash_settings)
-
-    def _empty_system(self, key: FeatureKey) -> pl.DataFrame:
-        spec = self.graph.spec(key)
-        schema = dict(self.graph.definition(key).columns)
-        schema |= {C.data_version_column(f): pl.String() for f in spec.field_keys}
-        return pl.DataFrame(schema=schema)
-
-    def _current(self, key: FeatureKey) -> nw.LazyFrame[Any]:
-        spec = self.graph.spec(key)
-        frame = self.latest(key)
-        columns = [
-            *spec.id_columns,
-            *(C.provenance_column(f) for f in spec.field_keys),
-            *(C.code_version_column(f) for f in spec.field_keys),
-        ]
-        if frame is None:
-            schema = {c: pl.String() for c in columns} | dict(self.graph.definition(key).columns)
-            return self.engine.lazy(pl.DataFrame(schema={c: schema[c] for c in columns}))
-        present = set(frame.columns)
-        return frame.select(
-            *(nw.col(c) if c in present else nw.lit(None, nw.String).alias(c) for c in columns)
-        )
+        return resolve_increment(self, feature, samples, filters)
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -299,7 +189,7 @@ class MetadataStore(ABC):
         key = self.graph.spec(feature).key
         stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
         if stamped.height:
-            dropped = self._dropped_children(key, stamped)
+            dropped = _rows.dropped_children(self, key, stamped)
             self._record_settings()
             batch = (
                 stamped
@@ -309,166 +199,11 @@ class MetadataStore(ABC):
             self._append(key.table_name, batch)
         return stamped.height
 
-    def _dropped_children(self, key: FeatureKey, stamped: pl.DataFrame) -> pl.DataFrame | None:
-        """Expansion: a write holds each written parent's full set of children.
-
-        Live children of those parents missing from the write get deletion markers in the
-        same append; left live, their old provenance would keep the parent stale forever.
-        """
-        spec = self.graph.spec(key)
-        parent, ids = list(spec.parent_key), list(spec.id_columns)
-        latest = self.latest(key) if parent != ids else None
-        if latest is None:
-            return None
-        old = (
-            latest.join(self.engine.lazy(stamped.select(parent).unique()), on=parent, how="semi")
-            .join(self.engine.lazy(stamped.select(ids)), on=ids, how="anti")
-            .collect(backend="polars")
-            .to_native()
-        )
-        if old.is_empty():
-            return None
-        first = stamped.row(0, named=True)
-        return old.with_columns(
-            pl.lit(first[C.UPDATED_AT], pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
-            pl.lit(first[C.UPDATED_AT], pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
-            pl.lit(first[C.WRITE_ID]).alias(C.WRITE_ID),
-        )
-
     def prepare_rows(
         self, feature: Any, rows: Any, *, materialization_id: str | None = None
     ) -> pl.DataFrame:
         """Validate and stamp rows with every system column, without writing them."""
-        definition = self.graph.definition(feature)
-        spec = definition.spec
-        what = f"Write to {spec.key}"
-        frame = W.to_polars(rows, what=what)
-        W.validate_ids(frame, spec.id_columns, what=what)
-        frame = W.coerce_columns(frame, definition, what=what)
-        frame = self._with_provenance(spec.key, frame, what)
-        user = [
-            c
-            for c in frame.columns
-            if not C.is_system(c) and c not in spec.id_columns and not c.startswith("__mx")
-        ]
-        carried = {
-            c for cols in self.graph.upstream_columns(spec.key).values() for c in cols.values()
-        }
-        if definition.feature_class is not None:
-            unknown = [
-                c
-                for c in user
-                if c not in definition.columns and c not in carried and c not in spec.field_keys
-            ]
-            if unknown:
-                raise WriteValidationError(
-                    f"{what}: unknown column(s) {unknown}; declare them on the feature class "
-                    f"{definition.feature_class.__name__} or drop them."
-                )
-            user = [c for c in user if c in definition.columns]
-        else:
-            user = [c for c in user if c not in carried and c not in spec.field_keys]
-        fields = list(spec.field_keys)
-        frame = frame.with_columns(
-            pl.coalesce(pl.col(C.data_version_column(f)), pl.col(C.provenance_column(f))).alias(
-                C.data_version_column(f)
-            )
-            if C.data_version_column(f) in frame.columns
-            else pl.col(C.provenance_column(f)).alias(C.data_version_column(f))
-            for f in fields
-        )
-        lazy = nw.from_native(frame.lazy()).with_columns(
-            data_version_expr(fields).alias("__mx_dv_in")
-        )
-        frame = (
-            PolarsEngine()
-            .hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, self.hash_settings)
-            .collect()
-            .to_native()
-        )
-        now = W.utc_now()
-        frame = frame.with_columns(
-            *(pl.lit(spec.field(f).code_version).alias(C.code_version_column(f)) for f in fields),
-            pl.lit(feature_version(self.graph, spec.key)).alias(C.FEATURE_VERSION),
-            pl.lit(self.graph.project_version).alias(C.PROJECT_VERSION),
-            pl.lit(now, pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
-            pl.lit(None, pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
-            pl.lit(materialization_id, pl.String).alias(C.MATERIALIZATION_ID),
-            pl.lit(W.new_write_id()).alias(C.WRITE_ID),
-        )
-        frame = self._with_created_at(spec.key, frame, now)
-        return frame.select(*spec.id_columns, *user, *self._system_columns(fields))
-
-    @staticmethod
-    def _system_columns(fields: Sequence[str]) -> list[str]:
-        return [
-            C.PROVENANCE,
-            *(C.provenance_column(f) for f in fields),
-            C.DATA_VERSION,
-            *(C.data_version_column(f) for f in fields),
-            *(C.code_version_column(f) for f in fields),
-            C.FEATURE_VERSION,
-            C.PROJECT_VERSION,
-            C.CREATED_AT,
-            C.UPDATED_AT,
-            C.DELETED_AT,
-            C.MATERIALIZATION_ID,
-            C.WRITE_ID,
-        ]
-
-    def _with_provenance(self, key: FeatureKey, frame: pl.DataFrame, what: str) -> pl.DataFrame:
-        spec = self.graph.spec(key)
-        needed = [C.PROVENANCE, *(C.provenance_column(f) for f in spec.field_keys)]
-        missing = [c for c in needed if c not in frame.columns]
-        if not missing:
-            nulls = [c for c in needed if frame.get_column(c).null_count()]
-            if nulls:
-                raise WriteValidationError(f"{what}: provenance column(s) {nulls} hold nulls.")
-            return frame
-        if spec.is_root:
-            raise WriteValidationError(
-                f"{what}: root rows need the provenance columns {missing}; write the rows "
-                "returned by resolve_update(..., samples=...) with your columns added."
-            )
-        expected = self._expected(key, None)
-        if expected is None:
-            raise WriteValidationError(
-                f"{what}: an upstream was never written, so provenance cannot be computed."
-            )
-        keys = list(spec.parent_key)
-        provenance = (
-            expected.select(*keys, *needed)
-            .join(self.engine.lazy(frame.select(keys).unique()), on=keys, how="semi")
-            .collect(backend="polars")
-            .to_native()
-        )
-        out = frame.drop([c for c in needed if c in frame.columns]).join(
-            provenance, on=keys, how="left"
-        )
-        lost = out.filter(pl.col(C.PROVENANCE).is_null())
-        if lost.height:
-            raise WriteValidationError(
-                f"{what}: {lost.height} row(s) have no upstream rows, "
-                f"e.g. {lost.select(keys).head(5).to_dicts()}."
-            )
-        return out
-
-    def _with_created_at(self, key: FeatureKey, frame: pl.DataFrame, now: Any) -> pl.DataFrame:
-        ids = list(self.graph.spec(key).id_columns)
-        latest = self.latest(key, include_deleted=True)
-        if latest is None:
-            return frame.with_columns(pl.lit(now, pl.Datetime("us", "UTC")).alias(C.CREATED_AT))
-        created = (
-            latest.select(*ids, C.CREATED_AT)
-            .join(self.engine.lazy(frame.select(ids)), on=ids, how="semi")
-            .collect(backend="polars")
-            .to_native()
-        )
-        return frame.join(created, on=ids, how="left").with_columns(
-            pl.col(C.CREATED_AT)
-            .fill_null(pl.lit(now, pl.Datetime("us", "UTC")))
-            .cast(pl.Datetime("us", "UTC"))
-        )
+        return _rows.prepare_rows(self, feature, rows, materialization_id=materialization_id)
 
     # -- deletes -----------------------------------------------------------------------------
 
@@ -503,13 +238,7 @@ class MetadataStore(ABC):
         )
         if rows.is_empty():
             return 0
-        now = W.utc_now()
-        rows = rows.with_columns(
-            pl.lit(now, pl.Datetime("us", "UTC")).alias(C.UPDATED_AT),
-            pl.lit(now, pl.Datetime("us", "UTC")).alias(C.DELETED_AT),
-            pl.lit(materialization_id, pl.String).alias(C.MATERIALIZATION_ID),
-            pl.lit(W.new_write_id()).alias(C.WRITE_ID),
-        )
+        rows = _rows.deletion_markers(rows, materialization_id=materialization_id)
         self._append(table, rows)
         return rows.height
 
@@ -518,103 +247,31 @@ class MetadataStore(ABC):
     def push_graph_snapshot(self, *, tags: dict[str, str] | None = None) -> str:
         """Record the graph's definitions (tagged e.g. with a git commit); return its version."""
         snapshot = self.graph.snapshot()
-        self._append(
-            SNAPSHOTS_TABLE,
-            pl.DataFrame(
-                {
-                    "project_version": [snapshot["project_version"]],
-                    "snapshot": [json.dumps(snapshot, sort_keys=True)],
-                    "tags": [json.dumps(tags or {}, sort_keys=True)],
-                    "pushed_at": [W.utc_now()],
-                    C.WRITE_ID: [W.new_write_id()],
-                },
-                schema_overrides={"pushed_at": pl.Datetime("us", "UTC")},
-            ),
-        )
+        self._append(SNAPSHOTS_TABLE, _system_tables.snapshot_row(snapshot, tags))
         return snapshot["project_version"]
 
     def graph_snapshots(self) -> pl.DataFrame:
         """Every pushed snapshot, oldest first."""
-        if not self._exists(SNAPSHOTS_TABLE):
-            return pl.DataFrame(
-                schema={
-                    "project_version": pl.String,
-                    "snapshot": pl.String,
-                    "tags": pl.String,
-                    "pushed_at": pl.Datetime("us", "UTC"),
-                }
-            )
-        return (
-            self._scan(SNAPSHOTS_TABLE)
-            .sort(C.WRITE_ID)
-            .collect(backend="polars")
-            .to_native()
-            .drop(C.WRITE_ID)
-        )
+        return _system_tables.snapshots(self._scan_system(SNAPSHOTS_TABLE))
 
     def write_batch(
         self, batch_key: str, feature: Any, sample_ids: Any, *, kind: str, status: str = "pending"
     ) -> None:
         """Record a batch manifest: the exact sample ids a Dagster partition stands for."""
-        key = self.graph.spec(feature).key
-        ids = W.to_polars(sample_ids, what=f"Batch {batch_key}").select(
-            self.graph.spec(key).id_columns
+        row = _system_tables.batch_row(
+            self.graph, batch_key, feature, sample_ids, kind=kind, status=status
         )
-        self._append_batch(
-            batch_key, key.path, json.dumps(ids.to_dicts(), default=str), kind, status, ids.height
-        )
+        self._append(BATCHES_TABLE, row)
 
     def set_batch_status(self, batch_key: str, status: str) -> None:
         """Append a status change for a batch (the latest status wins)."""
         current = self.read_batch(batch_key)
-        self._append_batch(
-            batch_key,
-            current["feature"],
-            current["sample_ids"],
-            current["kind"],
-            status,
-            current["size"],
-        )
-
-    def _append_batch(
-        self, batch_key: str, feature: str, ids_json: str, kind: str, status: str, size: int
-    ) -> None:
-        now = W.utc_now()
-        self._append(
-            BATCHES_TABLE,
-            pl.DataFrame(
-                {
-                    "batch_key": [batch_key],
-                    "feature": [feature],
-                    "sample_ids": [ids_json],
-                    "size": [size],
-                    "kind": [kind],
-                    "status": [status],
-                    "updated_at": [now],
-                    C.WRITE_ID: [W.new_write_id()],
-                },
-                schema_overrides={"updated_at": pl.Datetime("us", "UTC"), "size": pl.Int64},
-            ),
-        )
+        self._append(BATCHES_TABLE, _system_tables.status_row(current, status))
 
     def batches(self, *, status: str | None = None) -> pl.DataFrame:
         """The latest state of every batch manifest, oldest first."""
-        if not self._exists(BATCHES_TABLE):
-            return pl.DataFrame(
-                schema={
-                    "batch_key": pl.String,
-                    "feature": pl.String,
-                    "sample_ids": pl.String,
-                    "size": pl.Int64,
-                    "kind": pl.String,
-                    "status": pl.String,
-                    "updated_at": pl.Datetime("us", "UTC"),
-                }
-            )
-        frame = self.engine.latest(self._scan(BATCHES_TABLE), ["batch_key", "feature"], C.WRITE_ID)
-        if status is not None:
-            frame = frame.filter(nw.col("status") == status)
-        return frame.sort("batch_key").collect(backend="polars").to_native().drop(C.WRITE_ID)
+        rows = self._scan_system(BATCHES_TABLE)
+        return _system_tables.latest_batches(self.engine, rows, status)
 
     def read_batch(self, batch_key: str) -> dict[str, Any]:
         """One batch manifest as a dict (`sample_ids` decoded with `batch_ids`)."""
@@ -625,10 +282,10 @@ class MetadataStore(ABC):
 
     def batch_ids(self, batch_key: str) -> pl.DataFrame:
         """The sample ids of a batch, typed like the feature's id columns."""
-        batch = self.read_batch(batch_key)
-        definition = self.graph.definition(batch["feature"])
-        schema = {c: definition.columns[c] for c in definition.spec.id_columns}
-        return pl.DataFrame(json.loads(batch["sample_ids"]), schema=schema)
+        return _system_tables.decode_ids(self.graph, self.read_batch(batch_key))
+
+    def _scan_system(self, table: str) -> nw.LazyFrame[Any] | None:
+        return self._scan(table) if self._exists(table) else None
 
     # -- copies --------------------------------------------------------------------------------
 
@@ -666,11 +323,3 @@ class MetadataStore(ABC):
                 other._append(key.table_name, rows)
             copied[key.path] = rows.height
         return copied
-
-
-def _predicate_columns(predicate: str) -> list[str]:
-    """The columns a SQL predicate reads (parsed with polars' SQL parser)."""
-    try:
-        return pl.sql_expr(predicate).meta.root_names()
-    except Exception as exc:
-        raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc

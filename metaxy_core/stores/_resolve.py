@@ -1,0 +1,149 @@
+"""Resolving an increment: the provenance a feature should have against what a store holds.
+
+Written against the store's public reads (`latest`, `has_feature`, `engine`), so every
+backend resolves increments the same way.
+"""
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import narwhals as nw
+import polars as pl
+
+from metaxy_core import _columns as C
+from metaxy_core._errors import SpecError, WriteValidationError
+from metaxy_core._increments import Increment, diff, empty_increment, split_lists
+from metaxy_core._keys import FeatureKey
+from metaxy_core._spec import FeatureSpec
+from metaxy_core.stores import _writes as W
+from metaxy_core.versioning._provenance import expected_provenance, root_provenance
+
+if TYPE_CHECKING:  # the store module imports this one
+    from metaxy_core.stores._base import MetadataStore
+
+
+def resolve_increment(
+    store: "MetadataStore", feature: Any, samples: Any, filters: Sequence[str]
+) -> Increment:
+    """New, stale and orphaned samples of `feature` (see `MetadataStore.resolve_update`)."""
+    spec = store.graph.spec(feature)
+    expected = expected_rows(store, spec.key, samples)
+    if expected is None:
+        missing = [
+            d.feature for d in spec.deps if not d.optional and not store.has_feature(d.feature)
+        ]
+        return empty_increment(spec, missing)
+    engine = store.engine
+    try:
+        # new, stale and orphaned all read both sides: compute each side once.
+        expected = engine.cache(expected)
+        current = engine.cache(_current_rows(store, spec.key))
+        new, stale, orphaned = diff(spec, _filtered(store, spec, expected, filters), current)
+        if filters:  # orphans have no upstream row: only predicates on ids can scope them
+            _, _, orphaned = diff(spec, expected, current)
+            for predicate in filters:
+                if set(_predicate_columns(predicate)) <= set(spec.id_columns):
+                    orphaned = engine.filter_sql(orphaned, predicate)
+        return Increment(
+            spec.key,
+            new.collect(backend="polars").to_native(),
+            split_lists(stale.collect(backend="polars").to_native()),
+            orphaned.collect(backend="polars").to_native(),
+        )
+    finally:
+        engine.release()
+
+
+def expected_rows(
+    store: "MetadataStore", key: FeatureKey, samples: Any
+) -> nw.LazyFrame[Any] | None:
+    """The provenance every sample of `key` should have now (None: an upstream is missing).
+
+    Roots take it from the user's `samples`; other features from their upstreams' latest rows.
+    """
+    spec = store.graph.spec(key)
+    if spec.is_root:
+        lazy = store.engine.lazy(_root_samples(spec, samples))
+        return root_provenance(store.graph, key, lazy, store.engine, store.hash_settings)
+    upstreams: dict[FeatureKey, nw.LazyFrame[Any]] = {}
+    for dep in spec.deps:
+        frame = store.latest(dep.feature)
+        if frame is None:
+            if not dep.optional:
+                return None
+            frame = store.engine.lazy(_empty_system(store, dep.feature))
+        upstreams[dep.feature] = frame
+    return expected_provenance(store.graph, key, upstreams, store.engine, store.hash_settings)
+
+
+def _root_samples(spec: FeatureSpec, samples: Any) -> pl.DataFrame:
+    """A root's samples, validated: its ids plus one input version column per field."""
+    key = spec.key
+    if samples is None:
+        raise WriteValidationError(
+            f"Feature {key} is a root: pass samples= with its id columns and one input "
+            f"version column per field {list(spec.field_keys)}."
+        )
+    frame = W.to_polars(samples, what=f"samples for {key}")
+    W.validate_ids(frame, spec.id_columns, what=f"samples for {key}")
+    missing = [f for f in spec.field_keys if f not in frame.columns]
+    if missing:
+        raise WriteValidationError(
+            f"samples for {key}: missing input column(s) {missing} (one per field)."
+        )
+    return frame.select(*spec.id_columns, *spec.field_keys)
+
+
+def _empty_system(store: "MetadataStore", key: FeatureKey) -> pl.DataFrame:
+    """An optional upstream never written: no rows, but the columns provenance reads."""
+    spec = store.graph.spec(key)
+    schema = dict(store.graph.definition(key).columns)
+    schema |= {C.data_version_column(f): pl.String() for f in spec.field_keys}
+    return pl.DataFrame(schema=schema)
+
+
+def _current_rows(store: "MetadataStore", key: FeatureKey) -> nw.LazyFrame[Any]:
+    """The stored provenance and code versions per live sample (empty if never written)."""
+    spec = store.graph.spec(key)
+    frame = store.latest(key)
+    columns = [
+        *spec.id_columns,
+        *(C.provenance_column(f) for f in spec.field_keys),
+        *(C.code_version_column(f) for f in spec.field_keys),
+    ]
+    if frame is None:
+        schema = {c: pl.String() for c in columns} | dict(store.graph.definition(key).columns)
+        return store.engine.lazy(pl.DataFrame(schema={c: schema[c] for c in columns}))
+    present = set(frame.columns)
+    # A field added since the last write has no stored provenance yet: it reads as null.
+    return frame.select(
+        *(nw.col(c) if c in present else nw.lit(None, nw.String).alias(c) for c in columns)
+    )
+
+
+def _filtered(
+    store: "MetadataStore",
+    spec: FeatureSpec,
+    expected: nw.LazyFrame[Any],
+    filters: Sequence[str],
+) -> nw.LazyFrame[Any]:
+    """Apply target filters to the expected rows (key and carried upstream columns)."""
+    available = set(expected.columns)
+    for predicate in filters:
+        unknown = sorted(set(_predicate_columns(predicate)) - available)
+        if unknown:
+            usable = sorted(c for c in available if not c.startswith(C.PREFIX))
+            raise SpecError(
+                f"Filter {predicate!r} on {spec.key} names unknown column(s) {unknown}; "
+                f"filters see the increment's columns: {usable}."
+            )
+        expected = store.engine.filter_sql(expected, predicate)
+    return expected
+
+
+def _predicate_columns(predicate: str) -> list[str]:
+    """The columns a SQL predicate reads (parsed with polars' SQL parser)."""
+    try:
+        return pl.sql_expr(predicate).meta.root_names()
+    except Exception as exc:
+        raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc
