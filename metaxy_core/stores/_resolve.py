@@ -34,6 +34,8 @@ def resolve_increment(
         ]
         return empty_increment(spec, missing)
     engine = store.engine
+    if not store.has_feature(spec.key):
+        return _first_increment(store, spec, _filtered(store, spec, expected, filters))
     try:
         # new, stale and orphaned all read both sides: compute each side once.
         expected = engine.cache(expected)
@@ -52,6 +54,19 @@ def resolve_increment(
         )
     finally:
         engine.release()
+
+
+def _first_increment(
+    store: "MetadataStore", spec: FeatureSpec, expected: nw.LazyFrame[Any]
+) -> Increment:
+    """A feature never written: every expected sample is new, in one pass (no diff, no cache)."""
+    new = expected.collect(backend="polars").to_native()
+    stale = new.clear().with_columns(
+        pl.lit(None, pl.List(pl.String)).alias(C.STALE_FIELDS),
+        pl.lit(None, pl.List(pl.String)).alias(C.STALE_REASONS),
+    )
+    ids = _current_rows(store, spec.key).select(*spec.id_columns)
+    return Increment(spec.key, new, stale, ids.collect(backend="polars").to_native())
 
 
 def expected_rows(
