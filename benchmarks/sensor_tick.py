@@ -20,9 +20,9 @@ import dagster as dg
 import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import metaxy_core as mx  # noqa: E402
-import metaxy_dagster as mxd  # noqa: E402
-from ours_runner import build_graph  # noqa: E402
+from ours_runner import build_graph
+
+import metaxy_dagster as mxd
 
 
 def inputs(n: int, changed_every: int | None) -> pl.DataFrame:
@@ -57,13 +57,15 @@ def main() -> None:
             sensor_options={"max_batch_size": 10_000, "max_batches_per_tick": 10},
         )
         sensor = defs.resolve_sensor_def("metaxy_increment_sensor")
-        with dg.instance_for_test() as instance:
-            with dg.build_sensor_context(
+        with (
+            dg.instance_for_test() as instance,
+            dg.build_sensor_context(
                 instance=instance, resources=defs.resources, definitions=defs
-            ) as ctx:
-                start = time.perf_counter()
-                result = sensor(ctx)
-                seconds = time.perf_counter() - start
+            ) as ctx,
+        ):
+            start = time.perf_counter()
+            result = sensor(ctx)
+            seconds = time.perf_counter() - start
         runs = list(result.run_requests or []) if isinstance(result, dg.SensorResult) else []
         print(
             json.dumps(
