@@ -33,7 +33,7 @@ typecheck: $(VENV)/.synced
 
 dev: $(VENV)/.synced
 	mkdir -p $(DAGSTER_HOME_DIR) $(DATA_DIR)
-	touch $(DAGSTER_HOME_DIR)/dagster.yaml
+	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp example_project/dagster.yaml $(DAGSTER_HOME_DIR)/
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -p $(PORT)
 

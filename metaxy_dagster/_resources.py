@@ -27,6 +27,13 @@ class MetaxyStore(dg.ConfigurableResource):
         default="metaxy.duckdb",
         description="Path of the embedded DuckDB database file (used when delta_uri is not set).",
     )
+    lock_timeout: float = Field(
+        default=60.0,
+        description=(
+            "Seconds to wait for another process (a run, the sensor) to release the DuckDB "
+            "file before failing."
+        ),
+    )
     delta_uri: str | None = Field(
         default=None,
         description="Directory or object-store URI of a Delta Lake store (used instead of DuckDB).",
@@ -85,7 +92,9 @@ class MetaxyStore(dg.ConfigurableResource):
                 hash_settings=settings,
                 storage_options=self.storage_options,
             )
-        return mx.DuckDBStore(self.duckdb_path, self.graph, hash_settings=settings)
+        return mx.DuckDBStore(
+            self.duckdb_path, self.graph, hash_settings=settings, lock_timeout=self.lock_timeout
+        )
 
     def close(self) -> None:
         """Close a store this resource built (an injected store stays open)."""

@@ -8,6 +8,7 @@ checks that nothing it started is left running. Every wait is bounded.
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -152,7 +153,8 @@ def wait_for(what: str, check: Callable[[], Any], dev: DagsterDev) -> Any:
 def _dagster_env(tmp_path: Path, token: str) -> dict[str, str]:
     home = tmp_path / "dagster_home"
     home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    # the instance settings `make dev` uses (one run at a time on the DuckDB file)
+    shutil.copy(ROOT / "example_project" / "dagster.yaml", home / "dagster.yaml")
     data = tmp_path / "metaxy_data"
     data.mkdir()
     return os.environ | {
