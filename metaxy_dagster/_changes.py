@@ -12,47 +12,56 @@ from metaxy_dagster._io_manager import SourceFn
 BATCH_KINDS = ("batch", "sample")
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
+# Pending sample ids grouped by their key columns (batches can be keyed by different columns).
+PendingIds = dict[frozenset[str], pl.DataFrame]
+
 
 @dataclass(frozen=True)
 class FeatureChange:
-    """The changed samples of one feature and the fields whose versions move."""
+    """The changed samples of one feature (keyed by its increment key) and the moving fields."""
 
     ids: pl.DataFrame
     fields: frozenset[str]
 
+    @property
+    def key_columns(self) -> frozenset[str]:
+        return frozenset(self.ids.columns)
+
 
 @dataclass(frozen=True)
 class Changes:
-    """Changed features of one tick, keyed by the id columns of the first changed feature.
+    """Changed features of one tick and the sample ids to batch.
 
-    Features keyed by other columns (aggregations, expansion children) are `unkeyed`: they
-    are selected without restricting their samples.
+    `ids` are the not-yet-batched ids of every change keyed like the first such change
+    (its increment key: the parent key for expansions); `anchor` is a feature whose id
+    columns are those columns, recorded in the manifests. Features keyed by other columns
+    (aggregations, expansion children) run without restricting their samples.
     """
 
     graph: mx.FeatureGraph
     features: Sequence[mx.FeatureKey]
+    changes: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
     anchor: mx.FeatureKey | None = None
-    keyed: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
-    unkeyed: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
+    ids: pl.DataFrame = field(default_factory=pl.DataFrame)
 
     @property
     def is_empty(self) -> bool:
-        return not self.keyed and not self.unkeyed
-
-    @property
-    def ids(self) -> pl.DataFrame:
-        """Every changed sample id of the keyed features, unique."""
-        return pl.concat([c.ids for c in self.keyed.values()], how="vertical_relaxed").unique()
+        """No sample left to batch (every change is already in an open batch, or none)."""
+        return self.anchor is None
 
     def selection_for(self, ids: pl.DataFrame | None) -> list[mx.FeatureKey]:
         """Features to run for the samples `ids` (all changes when None), in topological order.
 
-        These are the changed features and those reading a changed field, transitively.
+        These are the changed features keyed otherwise than `ids` or sharing a sample with
+        it, and those reading a changed field, transitively.
         """
-        touched = dict(self.unkeyed)
-        for key, change in self.keyed.items():
-            if ids is None or change.ids.join(ids, on=ids.columns, how="semi").height:
-                touched[key] = change
+        touched = {
+            key: change
+            for key, change in self.changes.items()
+            if ids is None
+            or change.key_columns != set(ids.columns)
+            or change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height
+        }
         selected = set(touched)
         for key, change in touched.items():
             for f in change.fields:
@@ -76,18 +85,36 @@ def _feature_change(spec: mx.FeatureSpec, increment: mx.Increment) -> FeatureCha
     return FeatureChange(ids, frozenset(fields))
 
 
+def _not_pending(ids: pl.DataFrame, pending: PendingIds | None) -> pl.DataFrame:
+    """`ids` without those already in an open batch keyed by the same columns."""
+    open_ids = (pending or {}).get(frozenset(ids.columns))
+    if open_ids is None or not ids.height:
+        return ids
+    return ids.join(open_ids.cast(ids.schema), on=ids.columns, how="anti")
+
+
+def _manifest_feature(
+    graph: mx.FeatureGraph, key: mx.FeatureKey, columns: frozenset[str]
+) -> mx.FeatureKey | None:
+    """A feature whose id columns are `columns` (an expansion's parent), to record manifests."""
+    for candidate in (key, *graph.topological_order()):
+        if set(graph.spec(candidate).id_columns) == columns:
+            return candidate
+    return None
+
+
 def collect_changes(
     store: mx.MetadataStore,
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
     *,
-    exclude: pl.DataFrame | None,
+    exclude: PendingIds | None,
 ) -> Changes:
-    """Resolve every feature (roots from their sources) and keep what is not in `exclude`."""
+    """Resolve every feature (roots from their sources); batch what is not in `exclude`."""
     graph = store.graph
+    changes: dict[mx.FeatureKey, FeatureChange] = {}
     anchor: mx.FeatureKey | None = None
-    keyed: dict[mx.FeatureKey, FeatureChange] = {}
-    unkeyed: dict[mx.FeatureKey, FeatureChange] = {}
+    fresh: list[pl.DataFrame] = []
     for key in graph.topological_order():
         spec = graph.spec(key)
         if key not in features or (spec.is_root and key not in sources):
@@ -95,29 +122,25 @@ def collect_changes(
         increment = store.resolve_update(key, samples=sources[key]() if spec.is_root else None)
         if increment.is_empty:
             continue
-        change = _feature_change(spec, increment)
-        anchor = anchor or key
-        if set(graph.spec(anchor).id_columns) != set(change.ids.columns):
-            unkeyed[key] = change
+        change = changes[key] = _feature_change(spec, increment)
+        ids = _not_pending(change.ids, exclude)
+        if not ids.height:
             continue
-        if (
-            exclude is not None
-            and exclude.height
-            and set(exclude.columns) == set(change.ids.columns)
-        ):
-            ids = change.ids.join(exclude.cast(change.ids.schema), on=exclude.columns, how="anti")
-            change = FeatureChange(ids, change.fields)
-        if change.ids.height:
-            keyed[key] = change
-    return Changes(graph, tuple(features), anchor, keyed, unkeyed)
+        if anchor is None:
+            anchor = _manifest_feature(graph, key, change.key_columns)
+        columns = graph.spec(anchor).id_columns if anchor is not None else ()
+        if change.key_columns == set(columns):
+            fresh.append(ids.select(columns))
+    batched = pl.concat(fresh, how="vertical_relaxed").unique() if fresh else pl.DataFrame()
+    return Changes(graph, tuple(features), changes, anchor, batched)
 
 
 @dataclass(frozen=True)
 class OpenBatches:
-    """Batches whose runs have not finished: how many, and their sample ids."""
+    """Batches whose runs have not finished: how many, and their sample ids by key columns."""
 
     count: int
-    ids: pl.DataFrame | None
+    ids: PendingIds
 
 
 def _pending(store: mx.MetadataStore) -> pl.DataFrame:
@@ -125,22 +148,28 @@ def _pending(store: mx.MetadataStore) -> pl.DataFrame:
 
 
 def open_batches(store: mx.MetadataStore) -> OpenBatches:
-    """The pending batch manifests and the union of their sample ids."""
+    """The pending batch manifests and the union of their sample ids per key columns."""
     keys = _pending(store)["batch_key"].to_list()
-    if not keys:
-        return OpenBatches(0, None)
-    ids = pl.concat([store.batch_ids(k) for k in keys], how="vertical_relaxed").unique()
+    grouped: dict[frozenset[str], list[pl.DataFrame]] = {}
+    for key in keys:
+        ids = store.batch_ids(key)
+        grouped.setdefault(frozenset(ids.columns), []).append(ids.select(sorted(ids.columns)))
+    ids = {
+        cols: pl.concat(frames, how="vertical_relaxed").unique() for cols, frames in grouped.items()
+    }
     return OpenBatches(len(keys), ids)
 
 
 def reconcile_batches(
     instance: dg.DagsterInstance, store: mx.MetadataStore, partitions_name: str
-) -> None:
-    """Mark pending batches done or failed from their runs.
+) -> list[dict]:
+    """Mark pending batches done or failed from their runs; return those that have no run.
 
     A pending manifest whose partition was never added (the tick that wrote it did not
-    complete) is marked `abandoned`, which frees its samples for a new batch.
+    complete) is marked `abandoned`, which frees its samples for a new batch. A pending
+    batch with a partition but no run (its run request was lost) is returned, to re-send.
     """
+    runless = []
     for row in _pending(store).iter_rows(named=True):
         key = row["batch_key"]
         if not instance.has_dynamic_partition(partitions_name, key):
@@ -150,7 +179,10 @@ def reconcile_batches(
             dg.RunsFilter(tags={"dagster/partition": key}, created_after=row["updated_at"])
         )
         statuses = {run.status for run in runs}
-        if dg.DagsterRunStatus.SUCCESS in statuses:
+        if not statuses:
+            runless.append(row)
+        elif dg.DagsterRunStatus.SUCCESS in statuses:
             store.set_batch_status(key, "done")
-        elif statuses and statuses <= set(_FAILED):
+        elif statuses <= set(_FAILED):
             store.set_batch_status(key, "failed")
+    return runless

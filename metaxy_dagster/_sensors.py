@@ -24,20 +24,56 @@ _ACTIVE = [
 ]
 
 
+def _run_key(batch: dict[str, Any]) -> str:
+    """Stable per manifest, so a re-sent request is deduplicated by the daemon.
+
+    Sample partition keys repeat (a sample changes again later), so their run keys also
+    carry the manifest's write time.
+    """
+    if batch["kind"] == "batch":
+        return batch["batch_key"]
+    return f"{batch['batch_key']}@{batch['updated_at']:%Y%m%dT%H%M%S%f}"
+
+
+def _request(changes: Changes, batch: dict[str, Any], ids: pl.DataFrame) -> dg.RunRequest | None:
+    selection = [feature_asset_key(k) for k in changes.selection_for(ids)]
+    if not selection:
+        return None
+    return dg.RunRequest(
+        run_key=_run_key(batch),
+        partition_key=batch["batch_key"],
+        asset_selection=selection,
+        tags={MODE_TAG: batch["kind"]},
+    )
+
+
 def _requests_for_batches(
     store: mx.MetadataStore, changes: Changes, chunks: Sequence[tuple[str, pl.DataFrame]], kind: str
 ) -> list[dg.RunRequest]:
     """Write each manifest first, then build its run request (the partition is added after)."""
-    requests = []
     for key, ids in chunks:
         store.write_batch(key, changes.anchor, ids, kind=kind)
-        selection = [feature_asset_key(k) for k in changes.selection_for(ids)]
-        run_key = key if kind == "batch" else f"{key}@{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
-        requests.append(
-            dg.RunRequest(
-                run_key=run_key, partition_key=key, asset_selection=selection, tags={MODE_TAG: kind}
-            )
-        )
+    written = {
+        row["batch_key"]: row for row in store.batches(status="pending").iter_rows(named=True)
+    }
+    requests = [_request(changes, written[key], ids) for key, ids in chunks]
+    return [r for r in requests if r is not None]
+
+
+def _resend(
+    store: mx.MetadataStore, changes: Changes, runless: Sequence[dict[str, Any]]
+) -> list[dg.RunRequest]:
+    """Requests again for pending batches whose run never started (same run key: deduplicated).
+
+    A batch whose samples have nothing left to compute is marked `abandoned`.
+    """
+    requests = []
+    for batch in runless:
+        request = _request(changes, batch, store.batch_ids(batch["batch_key"]))
+        if request is None:
+            store.set_batch_status(batch["batch_key"], "abandoned")
+        else:
+            requests.append(request)
     return requests
 
 
@@ -103,13 +139,16 @@ def _evaluate(
     if mode == "none":
         return _evaluate_unpartitioned(context, store, sources, features)
     assert partitions_def is not None and partitions_def.name is not None  # checked at definition
-    reconcile_batches(context.instance, store, partitions_def.name)
+    runless = reconcile_batches(context.instance, store, partitions_def.name)
     pending = open_batches(store)
     changes = collect_changes(store, sources, features, exclude=pending.ids)
+    resent = _resend(store, changes, runless)
     room = min(limits.per_tick, limits.open - pending.count)
-    if changes.is_empty:
-        return dg.SkipReason(f"No changed samples ({pending.count} batch(es) still open).")
-    if room <= 0:
+    if changes.is_empty or room <= 0:
+        if resent:
+            return dg.SensorResult(run_requests=resent)
+        if changes.is_empty:
+            return dg.SkipReason(f"No changed samples ({pending.count} batch(es) still open).")
         return dg.SkipReason(
             f"{pending.count} open batches reached the limit of {limits.open}; "
             "waiting for runs to finish."
@@ -121,7 +160,7 @@ def _evaluate(
         chunks = _sample_chunks(changes.ids, room, limits.sample_cap)
     requests = _requests_for_batches(store, changes, chunks, mode)
     add = partitions_def.build_add_request([key for key, _ in chunks])
-    return dg.SensorResult(run_requests=requests, dynamic_partitions_requests=[add])
+    return dg.SensorResult(run_requests=resent + requests, dynamic_partitions_requests=[add])
 
 
 def _evaluate_unpartitioned(

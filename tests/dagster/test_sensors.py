@@ -65,8 +65,14 @@ def test_first_tick_batches_everything_then_second_tick_skips(graph, store, sour
 
 def test_reevaluating_a_tick_never_launches_a_batch_twice(graph, store, source, instance):
     defs = definitions(graph, store, source)
-    first = tick(defs, SENSOR, instance)
-    assert len(requests(first)) == 1
+    (first,) = requests(tick(defs, SENSOR, instance))
+    # The run was not launched: the request is re-sent with the same run key (the daemon
+    # deduplicates it) and no new batch or partition is made.
+    again = tick(defs, SENSOR, instance)
+    assert [r.run_key for r in requests(again)] == [first.run_key]
+    assert not again.dynamic_partitions_requests
+    assert store.batches().height == 1
+    assert execute(defs, first, instance).success
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
 
 
@@ -128,7 +134,8 @@ def test_batch_limits_bound_each_tick(graph, store, source, instance):
     sizes = []
     for _ in range(4):
         result = tick(defs, SENSOR, instance)
-        sizes.append([store.batch_ids(r.partition_key).height for r in requests(result)])
+        added = [k for r in result.dynamic_partitions_requests for k in r.partition_keys]
+        sizes.append([store.batch_ids(k).height for k in added])
     assert sizes == [[4, 4], [4, 4], [4], []]
     keys = instance.get_dynamic_partitions("metaxy_batches")
     assert keys == sorted(keys) and len(keys) == 5
