@@ -13,7 +13,11 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
-from metaxy_core._errors import HashSettingsMismatchError, UnknownFeatureError
+from metaxy_core._errors import (
+    HashSettingsMismatchError,
+    UnknownFeatureError,
+    WriteValidationError,
+)
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
@@ -183,12 +187,17 @@ class MetadataStore(ABC):
 
         Raises:
             UnknownFeatureError: the feature is not in the graph.
-            WriteValidationError: missing/null/duplicate ids, wrong dtypes, unknown columns,
-                missing provenance on a root. Nothing is written.
+            WriteValidationError: missing/null/duplicate ids, wrong dtypes (also against what
+                the table already stores), unknown columns, missing provenance on a root.
+                Nothing is written.
+
+        For expansion features, a write holds the complete set of children of each parent it
+        names: children written before and missing now get deletion markers.
         """
         key = self.graph.spec(feature).key
         stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
         if stamped.height:
+            self._check_stored_dtypes(key, stamped)
             dropped = _rows.dropped_children(self, key, stamped)
             self._record_settings()
             batch = (
@@ -198,6 +207,25 @@ class MetadataStore(ABC):
             )
             self._append(key.table_name, batch)
         return stamped.height
+
+    def _check_stored_dtypes(self, key: FeatureKey, rows: pl.DataFrame) -> None:
+        """Columns the table already holds keep their kind of type (Int stays Int)."""
+        if not self._exists(key.table_name):
+            return
+        stored = self._scan(key.table_name).collect_schema()
+        incoming = nw.from_native(rows).schema
+        clashes = [
+            f"{c!r} is {t} here but {stored[c]} in the store"
+            for c, t in incoming.items()
+            if c in stored
+            and t != nw.Unknown
+            and stored[c] != nw.Unknown
+            and t.base_type() != stored[c].base_type()
+        ]
+        if clashes:
+            raise WriteValidationError(
+                f"Write to {key}: column types differ from the stored ones: {'; '.join(clashes)}."
+            )
 
     def prepare_rows(
         self, feature: Any, rows: Any, *, materialization_id: str | None = None
@@ -296,7 +324,20 @@ class MetadataStore(ABC):
         features: Iterable[Any] | None = None,
         filters: Sequence[str] = (),
     ) -> dict[str, int]:
-        """Copy the full history of features (filtered by SQL predicates) into `other`."""
+        """Copy the full history of features into `other` (e.g. production Delta to local DuckDB).
+
+        Args:
+            other: the target store (same hash settings).
+            features: which features (default: all that were written).
+            filters: SQL predicates choosing samples by their latest row; the whole history
+                of each chosen sample is copied.
+
+        Returns:
+            Rows copied per feature key.
+
+        Raises:
+            HashSettingsMismatchError: the stores hash rows differently.
+        """
         if other.hash_settings != self.hash_settings:
             raise HashSettingsMismatchError(
                 "Cannot copy between stores with hash settings "
@@ -309,8 +350,13 @@ class MetadataStore(ABC):
             if not self.has_feature(key):
                 continue
             frame = self._scan(key.table_name)
-            for predicate in filters:
-                frame = self.engine.filter_sql(frame, predicate)
+            if filters:  # choose samples by what they are now, not by any past row
+                ids = list(self.graph.spec(key).id_columns)
+                chosen = self.latest(key, include_deleted=True)
+                assert chosen is not None  # the feature was written
+                for predicate in filters:
+                    chosen = self.engine.filter_sql(chosen, predicate)
+                frame = frame.join(chosen.select(*ids), on=ids, how="semi")
             rows = frame.collect(backend="polars").to_native()
             if rows.height and other._exists(key.table_name):  # a repeated copy adds nothing
                 seen = [*self.graph.spec(key).id_columns, C.WRITE_ID]

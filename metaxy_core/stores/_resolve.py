@@ -12,6 +12,7 @@ import polars as pl
 
 from metaxy_core import _columns as C
 from metaxy_core._errors import SpecError, WriteValidationError
+from metaxy_core._graph import FeatureDefinition
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec
@@ -78,7 +79,7 @@ def expected_rows(
     """
     spec = store.graph.spec(key)
     if spec.is_root:
-        lazy = store.engine.lazy(_root_samples(spec, samples))
+        lazy = store.engine.lazy(_root_samples(store.graph.definition(key), samples))
         return root_provenance(store.graph, key, lazy, store.engine, store.hash_settings)
     upstreams: dict[FeatureKey, nw.LazyFrame[Any]] = {}
     for dep in spec.deps:
@@ -91,21 +92,30 @@ def expected_rows(
     return expected_provenance(store.graph, key, upstreams, store.engine, store.hash_settings)
 
 
-def _root_samples(spec: FeatureSpec, samples: Any) -> pl.DataFrame:
+def _root_samples(definition: FeatureDefinition, samples: Any) -> pl.DataFrame:
     """A root's samples, validated: its ids plus one input version column per field."""
+    spec = definition.spec
     key = spec.key
     if samples is None:
         raise WriteValidationError(
             f"Feature {key} is a root: pass samples= with its id columns and one input "
             f"version column per field {list(spec.field_keys)}."
         )
-    frame = W.to_polars(samples, what=f"samples for {key}")
-    W.validate_ids(frame, spec.id_columns, what=f"samples for {key}")
+    what = f"samples for {key}"
+    frame = W.to_polars(samples, what=what)
+    W.validate_ids(frame, spec.id_columns, what=what)
     missing = [f for f in spec.field_keys if f not in frame.columns]
     if missing:
+        raise WriteValidationError(f"{what}: missing input column(s) {missing} (one per field).")
+    # Engines print temporal values differently; hashes must not depend on the engine.
+    temporal = [f for f in spec.field_keys if frame.schema[f].is_temporal()]
+    if temporal:
         raise WriteValidationError(
-            f"samples for {key}: missing input column(s) {missing} (one per field)."
+            f"{what}: input column(s) {temporal} hold dates or times; pass them as text, "
+            "e.g. pl.col(name).dt.epoch('us').cast(pl.String)."
         )
+    ids = {c: definition.columns[c] for c in spec.id_columns}
+    frame = W.coerce_columns(frame, FeatureDefinition(spec, ids), what=what)
     return frame.select(*spec.id_columns, *spec.field_keys)
 
 

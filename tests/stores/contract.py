@@ -379,3 +379,33 @@ class StoreContract:
         source.copy_to(store, features=["video"])
         assert store.history("video").height == 9
         assert store.resolve_update("crop").counts() == {"new": 0, "stale": 3, "orphaned": 0}
+
+    def test_copy_filters_choose_samples_by_their_latest_row(self, store):
+        materialize_video(store, inputs(3))
+        store.write("crop", store.read("crop").head(1).with_columns(crop_path=pl.lit("new.mp4")))
+        store.delete("crop", pl.DataFrame({"sample_id": ["s0002"]}))
+        target = mx.MemoryStore(graph())
+        store.copy_to(target, features=["crop"], filters=["crop_path = 'c.mp4'"])
+        # s0000 was c.mp4 once but is new.mp4 now: not chosen; s0002's latest row is a marker
+        # that still says c.mp4, so it is copied with its history and stays deleted.
+        assert target.read("crop")["sample_id"].to_list() == ["s0001"]
+        assert target.history("crop")["sample_id"].to_list() == ["s0001", "s0002", "s0002"]
+
+    def test_root_samples_with_bad_dtypes_are_refused(self, store):
+        stamped = inputs(2).with_columns(pl.lit(None, pl.Datetime("us")).alias("audio"))
+        with pytest.raises(mx.WriteValidationError, match=r"\['audio'\].*dates or times"):
+            store.resolve_update("video", samples=stamped)
+        numeric_ids = inputs(2).with_columns(pl.Series("sample_id", [1, 2]))
+        with pytest.raises(mx.WriteValidationError, match=r"sample_id.*expected String"):
+            store.resolve_update("video", samples=numeric_ids)
+
+    def test_a_column_keeps_its_stored_type(self, store_factory):
+        spec = mx.FeatureSpec("notes", id_columns=["sample_id"], fields=["text"])
+        samples = pl.DataFrame({"sample_id": ["a", "b"], "text": ["t1", "t2"]})
+        with store_factory(mx.FeatureGraph([spec])) as store:
+            rows = store.resolve_update("notes", samples=samples).new
+            store.write("notes", rows.with_columns(score=pl.lit(10)))
+            history = store.history("notes")
+            with pytest.raises(mx.WriteValidationError, match="'score' is String"):
+                store.write("notes", rows.with_columns(score=pl.lit("high")))
+            assert store.history("notes").equals(history)
