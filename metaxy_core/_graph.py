@@ -3,6 +3,7 @@
 import importlib
 import inspect
 import json
+import re
 import types
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -368,19 +369,24 @@ class FeatureGraph:
         return project_version(self)
 
 
-_DTYPES = {
-    name: getattr(pl, name)
-    for name in dir(pl)
-    if isinstance(getattr(pl, name), type) and issubclass(getattr(pl, name), pl.DataType)
+# Column types a feature class can declare (see polars_dtype), by their repr.
+_SCALAR_DTYPES: dict[str, pl.DataType] = {
+    repr(t): t
+    for t in (pl.String(), pl.Int64(), pl.Float64(), pl.Boolean(), pl.Binary(), pl.Date())
 }
+_LIST = re.compile(r"List\((.+)\)")
+_DATETIME = re.compile(r"Datetime\(time_unit='(ms|us|ns)', time_zone=(?:None|'([^']+)')\)")
 
 
 def _parse_dtype(text: str) -> pl.DataType:
-    try:
-        dtype = eval(text, {"__builtins__": {}}, _DTYPES)  # restricted to polars dtypes
-    except Exception as exc:
-        raise SpecError(f"Cannot read column type {text!r} from a snapshot.") from exc
-    return dtype() if isinstance(dtype, type) else dtype
+    """Read back a column type written by `repr` into a snapshot (no eval: snapshots are data)."""
+    if text in _SCALAR_DTYPES:
+        return _SCALAR_DTYPES[text]
+    if match := _LIST.fullmatch(text):
+        return pl.List(_parse_dtype(match.group(1)))
+    if match := _DATETIME.fullmatch(text):
+        return pl.Datetime(match.group(1), match.group(2))  # type: ignore[arg-type]
+    raise SpecError(f"Cannot read column type {text!r} from a snapshot.")
 
 
 def _spec_to_dict(d: FeatureDefinition) -> dict[str, Any]:

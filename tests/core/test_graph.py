@@ -1,5 +1,6 @@
 """The explicit feature graph: validation, order, field parents, downstream, snapshots."""
 
+import datetime as dt
 import json
 import sys
 import types
@@ -360,3 +361,23 @@ def test_system_table_names_are_reserved():
         mx.GraphError, match="reserved: it maps to the system table 'metaxy_system__settings'"
     ):
         mx.FeatureGraph([spec("metaxy_system/settings")])
+
+
+def test_snapshot_column_types_round_trip_and_nothing_else_is_read():
+    class Typed(mx.Feature, spec=mx.FeatureSpec("typed", id_columns=["sample_id"], fields=["x"])):
+        n: int
+        score: float | None = None
+        ok: bool
+        raw: bytes
+        day: dt.date
+        at: dt.datetime
+        tags: list[str]
+        nested: list[list[int]]
+
+    graph = mx.FeatureGraph([Typed])
+    loaded = mx.FeatureGraph.from_snapshot(graph.to_json())
+    assert dict(loaded.definition("typed").columns) == dict(graph.definition("typed").columns)
+    snapshot = graph.snapshot()
+    snapshot["features"][0]["columns"]["n"] = "__import__('os').getcwd()"
+    with pytest.raises(mx.SpecError, match="Cannot read column type"):
+        mx.FeatureGraph.from_snapshot(snapshot)
