@@ -87,6 +87,22 @@ def check_in_increment(spec: mx.FeatureSpec, increment: mx.Increment, rows: pl.D
         )
 
 
+def with_increment_provenance(
+    spec: mx.FeatureSpec, increment: mx.Increment, rows: pl.DataFrame
+) -> pl.DataFrame:
+    """The rows with the increment's provenance, whatever provenance columns they carried.
+
+    Rows built from stored rows (e.g. `store.read`) carry the old provenance; written as
+    is, the sample would stay stale forever.
+    """
+    key = list(spec.parent_key)
+    provenance = [C.PROVENANCE, *(C.provenance_column(f) for f in spec.field_keys)]
+    given = increment.to_compute().select(*key, *provenance).unique(subset=key)
+    return rows.drop([c for c in provenance if c in rows.columns]).join(
+        given.cast({c: rows.schema[c] for c in key}), on=key, how="left"
+    )
+
+
 def _live_versions(store: mx.MetadataStore, spec: mx.FeatureSpec) -> pl.DataFrame:
     """Ids and data versions of the live rows (empty, typed, if the feature was never written)."""
     if not store.has_feature(spec.key):
@@ -134,6 +150,8 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
     def output(self, increment: mx.Increment, rows: Any) -> dg.MaterializeResult:
         """Validate the compute function's rows; the result carries them and a content data version.
 
+        The rows' provenance columns are replaced by the increment's (joined on the parent key).
+
         Raises:
             OutOfIncrementError: rows for samples that are not new or stale in `increment`.
             WriteValidationError: rows the store would refuse.
@@ -144,6 +162,7 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         ids = list(spec.id_columns)
         if frame.width:
             check_in_increment(spec, increment, frame)
+            frame = with_increment_provenance(spec, increment, frame)
             prepared = store.prepare_rows(spec.key, frame).select(*ids, C.DATA_VERSION)
         else:
             prepared = pl.DataFrame()

@@ -170,3 +170,22 @@ def test_long_tag_values_are_made_tag_safe():
     (asset,) = mxd.feature_assets(graph, {"a/b": lambda c, i: None}, sources={"a/b": lambda: None})
     tags = asset.specs_by_key[dg.AssetKey(["a", "b"])].tags
     assert len(tags["team"]) == 63 and "/" not in tags["team"]
+
+
+def test_rows_carrying_stale_provenance_get_the_increments(
+    graph, source, resources, instance, store
+):
+    run(graph, source, resources, instance)
+
+    def from_stored_rows(context, increment: mx.Increment) -> pl.DataFrame:
+        # Rows taken from the store keep the provenance of before the change.
+        ids = increment.to_compute().select("sample_id")
+        return store.read("transcript").join(ids, on="sample_id", how="semi")
+
+    source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
+    result = run(
+        graph, source, resources, instance, computes={**COMPUTES, "transcript": from_stored_rows}
+    )
+    assert meta(materializations(result)["transcript"], "metaxy/rows_written") == 2
+    assert store.resolve_update("transcript").is_empty
+    assert all(e.passed for e in result.get_asset_check_evaluations())

@@ -37,7 +37,7 @@ def selection(request) -> list[str]:
     return [k.to_user_string() for k in request.asset_selection]
 
 
-def bumped(store, feature, field) -> dg.Definitions:
+def bumped(store, feature, field) -> mx.FeatureGraph:
     store.graph = with_code_version(store.graph, feature, field, "2")
     return store.graph
 
