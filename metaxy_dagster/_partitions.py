@@ -3,6 +3,7 @@
 import hashlib
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from urllib.parse import quote
 
 import dagster as dg
 import polars as pl
@@ -36,9 +37,29 @@ def batch_key(now: datetime, index: int, ids: pl.DataFrame) -> str:
     return f"{now.astimezone(UTC):%Y%m%dT%H%M%S%fZ}-{index:05d}-{digest}"
 
 
+def _escape(value: object) -> str:
+    # Percent-encode all but letters, digits and "_-~" (dots too): no token holds the "."
+    # separator, and an empty value is "%" so a key never holds Dagster's forbidden "...".
+    return quote(str(value), safe="").replace(".", "%2E") or "%"
+
+
 def sample_partition_key(row: dict[str, object]) -> str:
-    """The partition key of one sample in `sample` mode (id values joined by `.`)."""
-    return ".".join(str(v) for v in row.values())
+    """The partition key of one sample in `sample` mode: its escaped id values joined by `.`.
+
+    Distinct ids give distinct keys (`("x.y", "z")` is `x%2Ey.z`, `("x", "y.z")` is
+    `x.y%2Ez`), and every key is a valid Dagster partition key. Plain ids stay readable.
+
+    Args:
+        row: the sample's id values by column, in id column order.
+
+    Returns:
+        The partition key.
+
+    Example:
+        >>> sample_partition_key({"video": "v1", "clip": "a b"})
+        'v1.a%20b'
+    """
+    return ".".join(_escape(v) for v in row.values())
 
 
 def partition_ids(store: mx.MetadataStore, keys: Sequence[str]) -> pl.DataFrame | None:

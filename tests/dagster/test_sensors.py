@@ -6,6 +6,7 @@ import pytest
 
 import metaxy_core as mx
 import metaxy_dagster as mxd
+from metaxy_dagster import _partitions as mxd_partitions
 from tests.core import video
 from tests.dagster.pipeline import COMPUTES, Source
 from tests.dagster.sensing import execute, requests, tick
@@ -232,3 +233,18 @@ def test_runs_execute_in_one_process_unless_asked_otherwise(graph, store, source
     assert job.executor_def.name == dg.in_process_executor.name
     job = definitions(graph, store, source, executor=None).resolve_job_def("metaxy_job")
     assert job.executor_def.name != dg.in_process_executor.name
+
+
+def test_sample_partition_keys_are_distinct_and_valid_for_odd_ids():
+    rows = [
+        {"a": "x.y", "b": "z"},
+        {"a": "x", "b": "y.z"},
+        {"a": "x...y", "b": ""},
+        {"a": "", "b": ""},
+        {"a": "%", "b": "line\nbreak"},
+        {"a": "%25", "b": "tab\t"},
+    ]
+    keys = [mxd_partitions.sample_partition_key(r) for r in rows]
+    assert len(set(keys)) == len(rows)
+    dg.StaticPartitionsDefinition(keys)  # refuses keys Dagster cannot take ("...", controls)
+    assert mxd_partitions.sample_partition_key({"sample_id": "s0000"}) == "s0000"
