@@ -208,7 +208,9 @@ def increment_sensor(
     dynamic partition per batch and requests one run per batch (`run_key` = batch key);
     `none` requests one unpartitioned run per tick with changes; `sample` adds one
     partition per changed sample and refuses more than `max_sample_partitions`.
-    Only features whose samples (or whose parent fields) changed are selected.
+    Only features whose samples (or whose parent fields) changed are selected. An open
+    batch whose run never started (its request was lost) has its request re-sent each tick
+    with the same run key, which the daemon launches at most once.
 
     Args:
         graph: the feature graph.
@@ -218,7 +220,7 @@ def increment_sensor(
         mode: `batch`, `none` or `sample`.
         partitions_def: the batch partitions (required unless mode is `none`).
         max_batch_size: samples per batch.
-        max_batches_per_tick: partitions and runs requested per tick (at most 25,000).
+        max_batches_per_tick: new batches (partitions and runs) per tick (at most 25,000).
         max_open_batches: batches whose runs have not finished yet.
         max_sample_partitions: the most changed samples `sample` mode accepts in one tick.
         name: the sensor name, as for `dg.sensor`.
