@@ -35,7 +35,8 @@ class Changes:
     `ids` are the not-yet-batched ids of every change keyed like the first such change
     (its increment key: the parent key for expansions); `anchor` is a feature whose id
     columns are those columns, recorded in the manifests. Features keyed by other columns
-    (aggregations, expansion children) run without restricting their samples.
+    (aggregations, expansion children) run without restricting their samples; `covered`
+    are the changed features whose samples are all in open batches already.
     """
 
     graph: mx.FeatureGraph
@@ -43,6 +44,7 @@ class Changes:
     changes: dict[mx.FeatureKey, FeatureChange] = field(default_factory=dict)
     anchor: mx.FeatureKey | None = None
     ids: pl.DataFrame = field(default_factory=pl.DataFrame)
+    covered: frozenset[mx.FeatureKey] = frozenset()
 
     @property
     def is_empty(self) -> bool:
@@ -52,21 +54,23 @@ class Changes:
     def selection_for(self, ids: pl.DataFrame | None) -> list[mx.FeatureKey]:
         """Features to run for the samples `ids` (all changes when None), in topological order.
 
-        These are the changed features keyed otherwise than `ids` or sharing a sample with
-        it, and those reading a changed field, transitively.
+        These are the changed features sharing a sample with `ids`, those keyed otherwise
+        (run unrestricted) unless all their samples are already in open batches, and those
+        reading a changed field, transitively.
         """
-        touched = {
-            key: change
-            for key, change in self.changes.items()
-            if ids is None
-            or change.key_columns != set(ids.columns)
-            or change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height
-        }
+        touched = {k: c for k, c in self.changes.items() if self._touches(k, c, ids)}
         selected = set(touched)
         for key, change in touched.items():
             for f in change.fields:
                 selected.update(k for k, _ in self.graph.field_downstream(key, f))
         return [k for k in self.graph.topological_order() if k in selected and k in self.features]
+
+    def _touches(self, key: mx.FeatureKey, change: FeatureChange, ids: pl.DataFrame | None) -> bool:
+        if ids is None:
+            return True
+        if change.key_columns != set(ids.columns):
+            return key not in self.covered
+        return bool(change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height)
 
 
 def _feature_change(spec: mx.FeatureSpec, increment: mx.Increment) -> FeatureChange:
@@ -115,6 +119,7 @@ def collect_changes(
     changes: dict[mx.FeatureKey, FeatureChange] = {}
     anchor: mx.FeatureKey | None = None
     fresh: list[pl.DataFrame] = []
+    covered: set[mx.FeatureKey] = set()
     for key in graph.topological_order():
         spec = graph.spec(key)
         if key not in features or (spec.is_root and key not in sources):
@@ -125,6 +130,7 @@ def collect_changes(
         change = changes[key] = _feature_change(spec, increment)
         ids = _not_pending(change.ids, exclude)
         if not ids.height:
+            covered.add(key)
             continue
         if anchor is None:
             anchor = _manifest_feature(graph, key, change.key_columns)
@@ -132,7 +138,7 @@ def collect_changes(
         if change.key_columns == set(columns):
             fresh.append(ids.select(columns))
     batched = pl.concat(fresh, how="vertical_relaxed").unique() if fresh else pl.DataFrame()
-    return Changes(graph, tuple(features), changes, anchor, batched)
+    return Changes(graph, tuple(features), changes, anchor, batched, frozenset(covered))
 
 
 @dataclass(frozen=True)

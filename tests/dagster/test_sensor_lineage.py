@@ -76,6 +76,8 @@ def test_open_batches_keyed_by_different_columns_do_not_break_later_ticks(instan
         [by_digit.run_key, by_image.run_key]
     )
     assert not again.dynamic_partitions_requests
+    resent = {r.partition_key: selection(r) for r in requests(again)}
+    assert resent[by_digit.partition_key] == selection(by_digit) == ["class_summary"]
     for request in (by_digit, by_image):
         assert execute(defs, request, instance).success
     settle(defs, instance)
