@@ -51,6 +51,11 @@ class Changes:
         """No sample left to batch (every change is already in an open batch, or none)."""
         return self.anchor is None
 
+    @property
+    def unbatchable(self) -> list[mx.FeatureKey]:
+        """Changed features left out of every batch: no feature is keyed by their columns."""
+        return [k for k in self.changes if k not in self.covered] if self.anchor is None else []
+
     def selection_for(self, ids: pl.DataFrame | None) -> list[mx.FeatureKey]:
         """Features to run for the samples `ids` (all changes when None), in topological order.
 

@@ -147,6 +147,11 @@ def _evaluate(
     if changes.is_empty or room <= 0:
         if resent:
             return dg.SensorResult(run_requests=resent)
+        if changes.unbatchable:
+            return dg.SkipReason(
+                f"Changed features {[k.path for k in changes.unbatchable]} cannot be batched: "
+                "no feature has their increment key as id columns. Hint: use mode='none'."
+            )
         if changes.is_empty:
             return dg.SkipReason(f"No changed samples ({pending.count} batch(es) still open).")
         return dg.SkipReason(

@@ -250,3 +250,35 @@ def test_sample_partition_keys_are_distinct_and_valid_for_odd_ids():
     assert len(set(keys)) == len(rows)
     dg.StaticPartitionsDefinition(keys)  # refuses keys Dagster cannot take ("...", controls)
     assert mxd_partitions.sample_partition_key({"sample_id": "s0000"}) == "s0000"
+
+
+class Clip(
+    mx.Feature,
+    spec=mx.FeatureSpec(
+        "clip",
+        id_columns=["video_id", "clip"],
+        fields=[mx.FieldSpec("frames", deps={"video": ["frames"]})],
+        deps=[
+            mx.FeatureDep(
+                "video",
+                rename={"sample_id": "video_id"},
+                lineage=mx.Lineage.expansion(on=["video_id"]),
+            )
+        ],
+    ),
+):
+    clip: str
+
+
+def test_changes_keyed_by_no_features_id_columns_are_skipped_naming_them(instance):
+    graph = mx.FeatureGraph([video.Video, Clip])
+    store = mx.MemoryStore(graph)
+    new = store.resolve_update("video", samples=video.inputs(3)).new
+    store.write("video", new.with_columns(path=pl.lit("v.mp4")))
+    resource = mxd.MetaxyStore(graph=graph, store=store)
+    computes = {"video": COMPUTES["video"], "clip": COMPUTES["crop"]}
+    sources = {"video": Source(video.inputs(3))}  # unchanged: only clip has work
+    defs = mxd.build_definitions(graph, computes, sources, store=resource)
+    result = tick(defs, SENSOR, instance)
+    assert isinstance(result, dg.SkipReason)
+    assert "clip" in result.skip_message and "mode='none'" in result.skip_message
