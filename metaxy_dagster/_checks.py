@@ -58,7 +58,10 @@ def _expected_provenance(
         scratch = mx.MemoryStore(store.graph, hash_settings=store.hash_settings)
         inputs = pl.DataFrame(samples).join(stored.select(ids), on=ids, how="semi")
         return scratch.resolve_update(spec.key, samples=inputs).new
-    return store.prepare_rows(spec.key, stored.select(ids))
+    # the live rows minus their provenance: write validation sees the user columns it expects
+    return store.prepare_rows(
+        spec.key, stored.drop(C.PROVENANCE, *map(C.provenance_column, spec.field_keys))
+    )
 
 
 def provenance_mismatches(
@@ -68,11 +71,12 @@ def provenance_mismatches(
     spec = store.graph.spec(feature)
     key = list(spec.id_columns)
     columns = [C.PROVENANCE, *(C.provenance_column(f) for f in spec.field_keys)]
-    stored = restrict(store.read(spec.key), ids).select(*key, *columns)
+    live = restrict(store.read(spec.key), ids)
+    stored = live.select(*key, *columns)
     if stored.is_empty():
         return stored.select(key)
     try:
-        expected = _expected_provenance(store, spec, stored, samples).select(*key, *columns)
+        expected = _expected_provenance(store, spec, live, samples).select(*key, *columns)
     except mx.WriteValidationError:  # a live row lost its upstream: nothing to compare with
         expected = stored.clear()
     joined = stored.join(expected, on=key, how="left", suffix="__expected")

@@ -39,6 +39,7 @@ def prepare_rows(
     W.validate_ids(frame, spec.id_columns, what=what)
     frame = W.coerce_columns(frame, definition, what=what)
     frame = _with_provenance(store, spec.key, frame, what)
+    frame = _with_declared_columns(definition, frame, what)
     user = _user_columns(store.graph, definition, frame, what)
     fields = list(spec.field_keys)
     frame = _with_data_versions(frame, fields, store.hash_settings)
@@ -54,6 +55,22 @@ def prepare_rows(
     )
     frame = _with_created_at(store, spec.key, frame, now)
     return frame.select(*spec.id_columns, *user, *_system_columns(fields))
+
+
+def _with_declared_columns(
+    definition: FeatureDefinition, frame: pl.DataFrame, what: str
+) -> pl.DataFrame:
+    """A feature class's required columns must be there; optional ones default to null."""
+    cls = definition.feature_class
+    if cls is None:
+        return frame
+    missing = [c for c in definition.user_columns if c not in frame.columns]
+    required = [c for c in missing if c in cls.model_fields and cls.model_fields[c].is_required()]
+    if required:
+        raise WriteValidationError(
+            f"{what}: missing column(s) {required} that {cls.__name__} declares as required."
+        )
+    return frame.with_columns(pl.lit(None, definition.columns[c]).alias(c) for c in missing)
 
 
 def _user_columns(

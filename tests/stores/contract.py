@@ -409,3 +409,9 @@ class StoreContract:
             with pytest.raises(mx.WriteValidationError, match="'score' is String"):
                 store.write("notes", rows.with_columns(score=pl.lit("high")))
             assert store.history("notes").equals(history)
+
+    def test_required_class_columns_must_be_written(self, store):
+        rows = store.resolve_update("video", samples=inputs(2)).new
+        with pytest.raises(mx.WriteValidationError, match=r"\['path'\].*Video declares"):
+            store.write("video", rows)
+        assert not store.has_feature("video")
