@@ -1,6 +1,7 @@
 """metaxy_core: sample-level versioning of feature metadata (never imports dagster)."""
 
 from metaxy_core import _columns as columns
+from metaxy_core._definition import FeatureDefinition as FeatureDefinition
 from metaxy_core._errors import (
     GraphError as GraphError,
 )
@@ -32,7 +33,6 @@ from metaxy_core._errors import (
     WriteValidationError as WriteValidationError,
 )
 from metaxy_core._feature import Feature as Feature
-from metaxy_core._graph import FeatureDefinition as FeatureDefinition
 from metaxy_core._graph import FeatureGraph as FeatureGraph
 from metaxy_core._increments import (
     Increment as Increment,

@@ -1,47 +1,21 @@
-"""The explicit feature graph: validation, order, field-level parents and snapshots."""
+"""The explicit feature graph: validation, order and field-level parents."""
 
 import importlib
 import inspect
 import json
-import re
 import types
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-import polars as pl
-
-from metaxy_core._errors import GraphError, SpecError, UnknownFeatureError
+from metaxy_core._definition import FeatureDefinition, as_definition
+from metaxy_core._errors import GraphError, UnknownFeatureError
 from metaxy_core._feature import Feature
 from metaxy_core._keys import FeatureKey
-from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, Lineage, key_of
+from metaxy_core._snapshots import definition_from_dict, definition_to_dict
+from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, key_of
 
 FieldRef = tuple[FeatureKey, str]
-
-
-@dataclass(frozen=True)
-class FeatureDefinition:
-    """A feature's spec with its typed columns (id and user columns) and class, if any."""
-
-    spec: FeatureSpec
-    columns: Mapping[str, pl.DataType]
-    feature_class: type[Feature] | None = None
-
-    @property
-    def user_columns(self) -> dict[str, pl.DataType]:
-        """Columns that are neither id columns nor system columns."""
-        return {c: d for c, d in self.columns.items() if c not in self.spec.id_columns}
-
-
-def _definition(item: Any) -> FeatureDefinition:
-    if isinstance(item, FeatureDefinition):
-        return item
-    if isinstance(item, FeatureSpec):
-        return FeatureDefinition(item, {c: pl.String() for c in item.id_columns})
-    if inspect.isclass(item) and issubclass(item, Feature) and item is not Feature:
-        return FeatureDefinition(item.spec, item.column_dtypes(), item)
-    raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
 
 
 def _check_table_name(key: FeatureKey, tables: dict[str, FeatureKey]) -> None:
@@ -77,7 +51,7 @@ class FeatureGraph:
         self._defs: dict[FeatureKey, FeatureDefinition] = {}
         tables: dict[str, FeatureKey] = {}
         for item in features:
-            definition = _definition(item)
+            definition = as_definition(item)
             key = definition.spec.key
             if key in self._defs:
                 raise GraphError(f"Feature key {key} is defined twice.")
@@ -119,7 +93,7 @@ class FeatureGraph:
         """
         new: dict[FeatureKey, FeatureDefinition] = {}
         for item in features:
-            definition = _definition(item)
+            definition = as_definition(item)
             key = definition.spec.key
             if key not in self._defs:
                 raise UnknownFeatureError(f"Cannot replace unknown feature {key}.")
@@ -251,7 +225,7 @@ class FeatureGraph:
             raise GraphError(f"{where}: 'select' lists id columns; they are always carried.")
         seen_ids = tuple(dep.rename_map.get(c, c) for c in up.spec.id_columns)
         seen_all = {dep.rename_map.get(c, c) for c in known}
-        lineage: Lineage = dep.lineage
+        lineage = dep.lineage
         if lineage.kind == "identity" and set(seen_ids) != set(spec.parent_key):
             raise GraphError(
                 f"{where}: identity lineage needs the upstream ids {list(seen_ids)} (after rename) "
@@ -346,7 +320,7 @@ class FeatureGraph:
         return {
             "project_version": project_version(self),
             "features": [
-                _spec_to_dict(self._defs[k]) | {"feature_version": feature_version(self, k)}
+                definition_to_dict(self._defs[k]) | {"feature_version": feature_version(self, k)}
                 for k in self._order
             ],
         }
@@ -359,7 +333,7 @@ class FeatureGraph:
     def from_snapshot(cls, snapshot: Mapping[str, Any] | str) -> "FeatureGraph":
         """Rebuild a graph (specs and column types, no classes) from `snapshot`."""
         data = json.loads(snapshot) if isinstance(snapshot, str) else snapshot
-        return cls([_spec_from_dict(f) for f in data["features"]])
+        return cls([definition_from_dict(f) for f in data["features"]])
 
     @cached_property
     def project_version(self) -> str:
@@ -367,94 +341,3 @@ class FeatureGraph:
         from metaxy_core.versioning import project_version
 
         return project_version(self)
-
-
-# Column types a feature class can declare (see polars_dtype), by their repr.
-_SCALAR_DTYPES: dict[str, pl.DataType] = {
-    repr(t): t
-    for t in (pl.String(), pl.Int64(), pl.Float64(), pl.Boolean(), pl.Binary(), pl.Date())
-}
-_LIST = re.compile(r"List\((.+)\)")
-_DATETIME = re.compile(r"Datetime\(time_unit='(ms|us|ns)', time_zone=(?:None|'([^']+)')\)")
-
-
-def _parse_dtype(text: str) -> pl.DataType:
-    """Read back a column type written by `repr` into a snapshot (no eval: snapshots are data)."""
-    if text in _SCALAR_DTYPES:
-        return _SCALAR_DTYPES[text]
-    if match := _LIST.fullmatch(text):
-        return pl.List(_parse_dtype(match.group(1)))
-    if match := _DATETIME.fullmatch(text):
-        return pl.Datetime(match.group(1), match.group(2))  # type: ignore[arg-type]
-    raise SpecError(f"Cannot read column type {text!r} from a snapshot.")
-
-
-def _spec_to_dict(d: FeatureDefinition) -> dict[str, Any]:
-    s = d.spec
-    return {
-        "key": s.key.path,
-        "id_columns": list(s.id_columns),
-        "fields": [
-            {
-                "key": f.key,
-                "code_version": f.code_version,
-                "deps": None
-                if f.deps is None
-                else [
-                    {
-                        "feature": fd.feature.path,
-                        "fields": None if fd.fields is None else list(fd.fields),
-                    }
-                    for fd in f.deps
-                ],
-                "description": f.description,
-            }
-            for f in s.fields
-        ],
-        "deps": [
-            {
-                "feature": dep.feature.path,
-                "rename": dict(dep.rename),
-                "select": None if dep.select is None else list(dep.select),
-                "filters": list(dep.filters),
-                "lineage": {"kind": dep.lineage.kind, "on": list(dep.lineage.on)},
-                "optional": dep.optional,
-            }
-            for dep in s.deps
-        ],
-        "description": s.description,
-        "tags": dict(s.tags),
-        "columns": {c: repr(t) for c, t in d.columns.items()},
-    }
-
-
-def _spec_from_dict(data: Mapping[str, Any]) -> FeatureDefinition:
-    spec = FeatureSpec(
-        data["key"],
-        id_columns=data["id_columns"],
-        fields=[
-            FieldSpec(
-                f["key"],
-                code_version=f["code_version"],
-                deps=None
-                if f["deps"] is None
-                else [FieldDep(d["feature"], d["fields"]) for d in f["deps"]],
-                description=f.get("description"),
-            )
-            for f in data["fields"]
-        ],
-        deps=[
-            FeatureDep(
-                d["feature"],
-                rename=d["rename"],
-                select=d["select"],
-                filters=d["filters"],
-                lineage=Lineage(d["lineage"]["kind"], tuple(d["lineage"]["on"])),
-                optional=d["optional"],
-            )
-            for d in data["deps"]
-        ],
-        description=data.get("description"),
-        tags=data.get("tags"),
-    )
-    return FeatureDefinition(spec, {c: _parse_dtype(t) for c, t in data["columns"].items()})

@@ -11,8 +11,8 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
+from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import SpecError, WriteValidationError
-from metaxy_core._graph import FeatureDefinition
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec

@@ -12,8 +12,9 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
+from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import WriteValidationError
-from metaxy_core._graph import FeatureDefinition, FeatureGraph
+from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _writes as W
 from metaxy_core.stores._resolve import expected_rows

@@ -10,8 +10,8 @@ import narwhals as nw
 import polars as pl
 from polars.datatypes import DataTypeClass
 
+from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import WriteValidationError
-from metaxy_core._graph import FeatureDefinition
 
 _lock = threading.Lock()
 _last = [0]

@@ -1,0 +1,37 @@
+"""A feature's spec with its typed columns: what a graph holds per feature."""
+
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import polars as pl
+
+from metaxy_core._errors import GraphError
+from metaxy_core._feature import Feature
+from metaxy_core._spec import FeatureSpec
+
+
+@dataclass(frozen=True)
+class FeatureDefinition:
+    """A feature's spec with its typed columns (id and user columns) and class, if any."""
+
+    spec: FeatureSpec
+    columns: Mapping[str, pl.DataType]
+    feature_class: type[Feature] | None = None
+
+    @property
+    def user_columns(self) -> dict[str, pl.DataType]:
+        """Columns that are neither id columns nor system columns."""
+        return {c: d for c, d in self.columns.items() if c not in self.spec.id_columns}
+
+
+def as_definition(item: Any) -> FeatureDefinition:
+    """A definition from a Feature class, a bare FeatureSpec (string ids) or a definition."""
+    if isinstance(item, FeatureDefinition):
+        return item
+    if isinstance(item, FeatureSpec):
+        return FeatureDefinition(item, {c: pl.String() for c in item.id_columns})
+    if inspect.isclass(item) and issubclass(item, Feature) and item is not Feature:
+        return FeatureDefinition(item.spec, item.column_dtypes(), item)
+    raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
