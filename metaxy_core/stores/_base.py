@@ -38,6 +38,9 @@ class MetadataStore(ABC):
     """
 
     engine: Engine
+    # True when `_scan_latest` reads a stored current view (no need to compute it once per
+    # resolve); False when it derives the latest rows from the log.
+    stores_current_view: bool = False
 
     def __init__(self, graph: FeatureGraph, *, hash_settings: HashSettings | None = None) -> None:
         self.graph = graph

@@ -53,6 +53,8 @@ class DuckDBStore(MetadataStore):
         ...     increment = store.resolve_update("crop")
     """
 
+    stores_current_view = True
+
     def __init__(
         self,
         path: str | Path,

@@ -20,6 +20,8 @@ class MemoryStore(MetadataStore):
         >>> store = MemoryStore(graph)  # doctest: +SKIP
     """
 
+    stores_current_view = True
+
     def __init__(self, graph: FeatureGraph, *, hash_settings: HashSettings | None = None) -> None:
         super().__init__(graph, hash_settings=hash_settings)
         self.engine = PolarsEngine()

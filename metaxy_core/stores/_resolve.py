@@ -40,7 +40,9 @@ def resolve_increment(
     try:
         # new, stale and orphaned all read both sides: compute each side once.
         expected = engine.cache(expected)
-        current = engine.cache(_current_rows(store, spec.key))
+        current = _current_rows(store, spec.key)
+        if not store.stores_current_view:
+            current = engine.cache(current)
         new, stale, orphaned = diff(spec, _filtered(store, spec, expected, filters), current)
         if filters:  # orphans have no upstream row: only predicates on ids can scope them
             _, _, orphaned = diff(spec, expected, current)
