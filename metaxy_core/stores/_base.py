@@ -15,7 +15,7 @@ import polars as pl
 from metaxy_core import _columns as C
 from metaxy_core._errors import (
     HashSettingsMismatchError,
-    UnknownFeatureError,
+    StoreError,
     WriteValidationError,
 )
 from metaxy_core._graph import FeatureGraph
@@ -308,7 +308,7 @@ class MetadataStore(ABC):
         """One batch manifest as a dict (`sample_ids` decoded with `batch_ids`)."""
         rows = self.batches().filter(pl.col("batch_key") == batch_key)
         if rows.is_empty():
-            raise UnknownFeatureError(f"No batch manifest {batch_key!r} in this store.")
+            raise StoreError(f"No batch manifest {batch_key!r} in this store.")
         return rows.row(0, named=True)
 
     def batch_ids(self, batch_key: str) -> pl.DataFrame:

@@ -60,9 +60,11 @@ class HashSettings:
 
     @classmethod
     def parse(cls, text: str) -> "HashSettings":
-        """Inverse of `describe`."""
+        """Inverse of `describe` (e.g. settings recorded in a store)."""
         algorithm, _, length = text.partition("/")
-        return cls(HashAlgorithm(algorithm), None if length in ("", "full") else int(length))
+        if length not in ("", "full") and not length.isdigit():
+            raise SpecError(f"Cannot read hash settings {text!r}: expected 'algorithm/length'.")
+        return cls(algorithm, None if length in ("", "full") else int(length))
 
 
 def definition_hash(*parts: str) -> str:

@@ -116,6 +116,9 @@ def test_hash_settings_validation():
         mx.HashSettings("md5", length=40)
     with pytest.raises(mx.SpecError, match="out of range"):
         mx.HashSettings("sha256", length=4)
+    for recorded in ("crc32/full", "md5/sixteen"):  # unreadable settings found in a store
+        with pytest.raises(mx.SpecError, match=r"crc32|'md5/sixteen'"):
+            mx.HashSettings.parse(recorded)
 
 
 def test_different_algorithms_give_different_provenance():
