@@ -170,7 +170,9 @@ def stamp_children(
     """Copy each parent's provenance columns onto the child rows it expanded into.
 
     Use it for expansion (1:N) features: compute children from the increment's parent
-    rows, then stamp them before writing.
+    rows, then stamp them before writing. A parent is up to date once it has at least one
+    child row: a parent that yields no children stays `new` (write a placeholder child, or
+    exclude such parents with a filter on the dep).
 
     Args:
         parents: the parent rows, with their provenance columns (e.g. `inc.to_compute()`).
