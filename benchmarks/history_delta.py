@@ -15,7 +15,6 @@ Only resolve_update and compact are timed; writes are setup. Fresh Delta directo
 
 import argparse
 import json
-import statistics
 import sys
 import tempfile
 import time
@@ -25,36 +24,9 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from data import DEFAULT_DATA_DIR, load_roots
+from history_common import full_rows, simple_graph, timed
 
 import metaxy_core as mx
-
-
-def simple_graph() -> mx.FeatureGraph:
-    video = mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])
-    leaf = mx.FeatureSpec(
-        "leaf",
-        id_columns=["sample_id"],
-        fields=[mx.FieldSpec("out", deps={"video": ["audio", "frames"]})],
-        deps=["video"],
-    )
-    return mx.FeatureGraph([video, leaf])
-
-
-def full_rows(graph: mx.FeatureGraph, feature: str, samples: pl.DataFrame | None, upstream=None):
-    """Every row of a feature with its provenance (a full rewrite), computed in memory."""
-    memory = mx.MemoryStore(graph)
-    if upstream is not None:
-        memory.write("video", upstream)
-    return memory.resolve_update(feature, samples=samples).to_compute()
-
-
-def timed(fn, rounds: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 1), result
 
 
 def rewrite(store: mx.DeltaStore, video_rows: pl.DataFrame, leaf_rows: pl.DataFrame) -> None:

@@ -14,43 +14,13 @@ Only resolve_update is timed; writes are setup. Fresh database file per run.
 
 import argparse
 import json
-import statistics
 import tempfile
-import time
 from pathlib import Path
 
-import polars as pl
 from data import DEFAULT_DATA_DIR, load_roots
+from history_common import full_rows, simple_graph, timed
 
 import metaxy_core as mx
-
-
-def simple_graph() -> mx.FeatureGraph:
-    video = mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])
-    leaf = mx.FeatureSpec(
-        "leaf",
-        id_columns=["sample_id"],
-        fields=[mx.FieldSpec("out", deps={"video": ["audio", "frames"]})],
-        deps=["video"],
-    )
-    return mx.FeatureGraph([video, leaf])
-
-
-def full_rows(graph: mx.FeatureGraph, feature: str, samples: pl.DataFrame | None, upstream=None):
-    """Every row of a feature with its provenance (a full rewrite), computed in memory."""
-    memory = mx.MemoryStore(graph)
-    if upstream is not None:
-        memory.write("video", upstream)
-    return memory.resolve_update(feature, samples=samples).to_compute()
-
-
-def timed(fn, rounds: int) -> tuple[float, object]:
-    times, result = [], None
-    for _ in range(rounds):
-        t0 = time.perf_counter()
-        result = fn()
-        times.append((time.perf_counter() - t0) * 1000)
-    return round(statistics.median(times), 1), result
 
 
 def main() -> None:
