@@ -226,6 +226,7 @@ def dropped_children(
     return old.with_columns(
         pl.lit(first[C.UPDATED_AT], UTC_US).alias(C.UPDATED_AT),
         pl.lit(first[C.UPDATED_AT], UTC_US).alias(C.DELETED_AT),
+        pl.lit(first[C.MATERIALIZATION_ID], pl.String).alias(C.MATERIALIZATION_ID),
         pl.lit(first[C.WRITE_ID]).alias(C.WRITE_ID),
     )
 

@@ -326,10 +326,21 @@ def test_expansion_recompute_with_fewer_children_replaces_the_parent_children():
             pl.when(pl.col("utt_id") == "u3").then(pl.lit("new")).otherwise("audio").alias("audio")
         ),
     )
-    write_frames(store, [("u3", "0")])  # u3 now yields one child instead of three
+    inc = store.resolve_update("frame")  # u3 now yields one child instead of three
+    kids = children([("u3", "0")])
+    store.write(
+        "frame",
+        mx.stamp_children(inc.to_compute(), kids, on=["utt_id"]),
+        materialization_id="run-2",
+    )
     assert store.resolve_update("frame").is_empty
     live = store.read("frame").filter(pl.col("utt_id") == "u3")
     assert live["frame"].to_list() == ["0"]
+    dropped = store.read("frame", include_deleted=True).filter(
+        pl.col("metaxy_deleted_at").is_not_null()
+    )
+    assert dropped["frame"].to_list() == ["1", "2"]
+    assert dropped["metaxy_materialization_id"].to_list() == ["run-2", "run-2"]  # this write's
     others = store.read("frame").filter(pl.col("utt_id") != "u3")
     assert others.height == 4  # other parents' children are untouched
 
