@@ -207,7 +207,10 @@ class StoreContract:
         assert seen["video"].stale_fields() == {"audio": {"code": 100}}
         assert seen["crop"].stale_fields() == {"audio": {"upstream": 100}}
         assert seen["transcript"].stale_fields() == {"text": {"upstream": 100}}
+        for key in ("video", "crop", "transcript"):
+            assert seen[key].counts() == {"new": 0, "stale": 100, "orphaned": 0}
         assert seen["face_detection"].is_empty
+        assert store.resolve_update("face_detection").is_empty
 
     def test_video_changed_inputs_and_orphans(self, store):
         materialize_video(store, inputs())
