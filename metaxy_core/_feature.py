@@ -8,6 +8,7 @@ import polars as pl
 from pydantic import BaseModel, ConfigDict
 
 from metaxy_core._errors import SpecError
+from metaxy_core._keys import validate_column_name
 from metaxy_core._spec import FeatureSpec
 
 _SCALARS: dict[Any, pl.DataType] = {
@@ -73,6 +74,7 @@ class Feature(BaseModel):
         """Id columns and user columns with their polars dtypes."""
         declared: dict[str, pl.DataType] = {}
         for name, f in cls.model_fields.items():
+            validate_column_name(name, what=f"Feature {cls.spec.key}")
             try:
                 declared[name] = polars_dtype(f.annotation)
             except SpecError as exc:  # say which column of which feature

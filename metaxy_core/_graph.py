@@ -21,14 +21,16 @@ FieldRef = tuple[FeatureKey, str]
 def _check_table_name(key: FeatureKey, tables: dict[str, FeatureKey]) -> None:
     """Stores keep one table per feature: two keys must never share a table name."""
     name = key.table_name
-    if name.startswith("metaxy_system__"):
+    if name.lower().startswith("metaxy_system__"):
         raise GraphError(f"Feature key {key} is reserved: it maps to the system table {name!r}.")
-    if name in tables:
+    # DuckDB matches table names regardless of case, and so do some file systems.
+    folded = name.lower()
+    if folded in tables:
         raise GraphError(
-            f"Feature keys {tables[name]} and {key} map to the same table {name!r} "
-            "('-' and '.' become '_', '/' becomes '__'); rename one of them."
+            f"Feature keys {tables[folded]} and {key} map to the same table {name!r} "
+            "('-' and '.' become '_', '/' becomes '__', and case is ignored); rename one of them."
         )
-    tables[name] = key
+    tables[folded] = key
 
 
 class FeatureGraph:
@@ -223,6 +225,7 @@ class FeatureGraph:
                 )
         if dep.select is not None and set(dep.select) & set(up.spec.id_columns):
             raise GraphError(f"{where}: 'select' lists id columns; they are always carried.")
+        self._validate_rename(spec, dep, up, where)
         seen_ids = tuple(dep.rename_map.get(c, c) for c in up.spec.id_columns)
         seen_all = {dep.rename_map.get(c, c) for c in known}
         lineage = dep.lineage
@@ -276,6 +279,28 @@ class FeatureGraph:
                         f"field(s) {bad}; "
                         f"its fields: {list(self._defs[fdep.feature].spec.field_keys)}."
                     )
+
+    def _validate_rename(
+        self, spec: FeatureSpec, dep: FeatureDep, up: FeatureDefinition, where: str
+    ) -> None:
+        """Renamed columns never land on id columns or other upstream columns.
+
+        (`FeatureDep` already refuses system names, `metaxy_*`, on either side.)
+        """
+        up_ids = set(up.spec.id_columns)
+        renamed = dep.rename_map
+        kept = {c for c in up.columns if c not in renamed}
+        for old, new in dep.rename:
+            if old not in up_ids and new in {*spec.id_columns, *spec.parent_key}:
+                raise GraphError(
+                    f"{where}: rename {old!r} -> {new!r} lands a user column on the id column "
+                    f"{new!r}; only upstream id columns may be renamed onto id columns."
+                )
+            if new in kept:
+                raise GraphError(
+                    f"{where}: rename {old!r} -> {new!r} collides with the upstream column "
+                    f"{new!r}, which is not renamed; rename that one too or choose another name."
+                )
 
     def _toposort(self) -> tuple[FeatureKey, ...]:
         order: list[FeatureKey] = []

@@ -6,8 +6,9 @@ from typing import Self
 
 from metaxy_core._errors import InvalidKeyError
 
-_PART = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_\-\.]*$")
-_FIELD = re.compile(r"^[a-z_][a-z0-9_]*$")
+# Matched with `fullmatch`: `$` alone would accept a trailing newline ("video\n").
+_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_\-\.]*")
+_FIELD = re.compile(r"[a-z_][a-z0-9_]*")
 
 
 class FeatureKey:
@@ -37,7 +38,7 @@ class FeatureKey:
             parts = tuple(key)
         else:  # a number, None...: reported like any other malformed key
             parts = ()
-        if not parts or any(not isinstance(p, str) or not _PART.match(p) for p in parts):
+        if not parts or any(not isinstance(p, str) or not _PART.fullmatch(p) for p in parts):
             raise InvalidKeyError(
                 f"Invalid feature key {key!r}: use non-empty parts of letters, digits, "
                 "'_', '-' or '.', joined by '/' (e.g. 'video/crop')."
@@ -82,9 +83,33 @@ class FeatureKey:
 
 def validate_field_key(name: str) -> str:
     """Return `name` if it is a valid field key, else raise `InvalidKeyError`."""
-    if not isinstance(name, str) or not _FIELD.match(name):
+    if not isinstance(name, str) or not _FIELD.fullmatch(name):
         raise InvalidKeyError(
             f"Invalid field key {name!r}: use lowercase letters, digits and '_', "
             "starting with a letter or '_' (e.g. 'audio')."
+        )
+    return name
+
+
+def validate_column_name(name: object, *, what: str) -> str:
+    """Return `name` if it can name a column on every store, else raise `InvalidKeyError`.
+
+    Any printable text is allowed (stores quote every identifier); control characters,
+    surrounding spaces and the `metaxy_` / `__mx` prefixes the stores own are not.
+    """
+    if (
+        not isinstance(name, str)
+        or not name
+        or name != name.strip()
+        or any(not ch.isprintable() for ch in name)
+    ):
+        raise InvalidKeyError(
+            f"{what}: invalid column name {name!r}; use non-empty printable text without "
+            "leading or trailing spaces."
+        )
+    if name.startswith(("metaxy_", "__mx")):
+        raise InvalidKeyError(
+            f"{what}: column name {name!r} uses a prefix metaxy reserves for its own "
+            "columns ('metaxy_', '__mx'); rename it."
         )
     return name

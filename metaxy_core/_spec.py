@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from metaxy_core._errors import SpecError
-from metaxy_core._keys import FeatureKey, validate_field_key
+from metaxy_core._keys import FeatureKey, validate_column_name, validate_field_key
 
 LineageKind = Literal["identity", "aggregation", "expansion"]
 KeyLike = str | Sequence[str] | FeatureKey
@@ -42,7 +42,10 @@ class Lineage:
             raise SpecError(
                 f"Unknown lineage kind {self.kind!r}: use identity, aggregation or expansion."
             )
-        object.__setattr__(self, "on", tuple(self.on))
+        on = (self.on,) if isinstance(self.on, str) else tuple(self.on)
+        object.__setattr__(
+            self, "on", tuple(validate_column_name(c, what=f"{self.kind} lineage") for c in on)
+        )
         if self.kind == "identity" and self.on:
             raise SpecError("Identity lineage takes no 'on' columns.")
         if self.kind != "identity" and not self.on:
@@ -155,8 +158,31 @@ class FeatureDep:
         optional: bool = False,
     ) -> None:
         object.__setattr__(self, "feature", key_of(feature))
-        object.__setattr__(self, "rename", tuple(sorted((rename or {}).items())))
-        object.__setattr__(self, "select", None if select is None else tuple(select))
+        where = f"Dep on {self.feature}"
+        if rename is not None and not isinstance(rename, Mapping):
+            raise SpecError(f"{where}: rename must map upstream columns to new names.")
+        pairs = [
+            (
+                validate_column_name(old, what=f"{where}, rename"),
+                validate_column_name(new, what=f"{where}, rename"),
+            )
+            for old, new in (rename or {}).items()
+        ]
+        targets = [new for _, new in pairs]
+        if len(set(targets)) != len(targets):
+            raise SpecError(
+                f"{where}: rename maps several columns onto one name: {sorted(targets)}."
+            )
+        object.__setattr__(self, "rename", tuple(sorted(pairs)))
+        if isinstance(select, str):
+            select = [select]
+        object.__setattr__(
+            self,
+            "select",
+            None
+            if select is None
+            else tuple(validate_column_name(c, what=f"{where}, select") for c in select),
+        )
         filters = (filters,) if isinstance(filters, str) else tuple(filters)
         for predicate in filters:
             if not isinstance(predicate, str) or not predicate.strip():
@@ -213,14 +239,23 @@ class FeatureSpec:
         object.__setattr__(self, "key", fkey)
         if isinstance(id_columns, str):
             id_columns = [id_columns]
-        if not id_columns or len(set(id_columns)) != len(id_columns):
+        if (
+            not isinstance(id_columns, Sequence)
+            or not id_columns
+            or len(set(id_columns)) != len(id_columns)
+        ):
             raise SpecError(f"Feature {fkey}: id_columns must be a non-empty list without repeats.")
-        object.__setattr__(self, "id_columns", tuple(id_columns))
+        ids = tuple(validate_column_name(c, what=f"Feature {fkey}, id_columns") for c in id_columns)
+        object.__setattr__(self, "id_columns", ids)
+        if isinstance(fields, str | FieldSpec):  # one field, not the characters of its name
+            fields = [fields]
         specs = tuple(f if isinstance(f, FieldSpec) else FieldSpec(f) for f in fields)
         names = [f.key for f in specs]
         if not specs or len(set(names)) != len(names):
             raise SpecError(f"Feature {fkey}: fields must be non-empty and unique, got {names}.")
         object.__setattr__(self, "fields", specs)
+        if isinstance(deps, str | FeatureDep | FeatureKey) or not isinstance(deps, Sequence):
+            deps = [deps]  # one upstream, not the characters of its key
         edges = tuple(d if isinstance(d, FeatureDep) else FeatureDep(d) for d in deps)
         upstreams = [d.feature for d in edges]
         if len(set(upstreams)) != len(upstreams):

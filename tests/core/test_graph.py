@@ -381,3 +381,53 @@ def test_snapshot_column_types_round_trip_and_nothing_else_is_read():
     snapshot["features"][0]["columns"]["n"] = "__import__('os').getcwd()"
     with pytest.raises(mx.SpecError, match="Cannot read column type"):
         mx.FeatureGraph.from_snapshot(snapshot)
+
+
+def test_keys_differing_only_in_case_are_refused():
+    with pytest.raises(mx.GraphError, match=r"Video and video map to the same table"):
+        mx.FeatureGraph(
+            [mx.FeatureSpec("Video", id_columns=["id"]), mx.FeatureSpec("video", id_columns=["id"])]
+        )
+    with pytest.raises(mx.GraphError, match="reserved"):
+        mx.FeatureGraph([mx.FeatureSpec("METAXY_SYSTEM/settings", id_columns=["id"])])
+
+
+class _Upstream(mx.Feature, spec=mx.FeatureSpec("up", id_columns=["id"])):
+    path: str
+    other: str
+
+
+@pytest.mark.parametrize(
+    ("rename", "message"),
+    [
+        ({"path": "id"}, r"rename 'path' -> 'id' lands a user column on the id column"),
+        ({"path": "other"}, r"rename 'path' -> 'other' collides with the upstream column"),
+    ],
+)
+def test_renames_onto_ids_or_other_columns_are_refused_at_graph_build(rename, message):
+    down = mx.FeatureSpec("down", id_columns=["id"], deps=[mx.FeatureDep(_Upstream, rename=rename)])
+    with pytest.raises(mx.GraphError, match=message):
+        mx.FeatureGraph([_Upstream, down])
+
+
+def test_renames_onto_system_columns_or_one_name_twice_are_refused_at_the_dep():
+    with pytest.raises(mx.InvalidKeyError, match="metaxy_provenance"):
+        mx.FeatureDep(_Upstream, rename={"path": "metaxy_provenance"})
+    with pytest.raises(mx.SpecError, match="several columns onto one name"):
+        mx.FeatureDep(_Upstream, rename={"path": "p", "other": "p"})
+
+
+def test_swapping_two_column_names_is_a_valid_rename():
+    down = mx.FeatureSpec(
+        "down",
+        id_columns=["id"],
+        deps=[mx.FeatureDep(_Upstream, rename={"path": "other", "other": "path"})],
+    )
+    graph = mx.FeatureGraph([_Upstream, down])
+    assert graph.upstream_columns("down")[mx.FeatureKey("up")] == {"path": "other", "other": "path"}
+
+
+def test_single_values_are_not_split_into_characters():
+    spec = mx.FeatureSpec("v", id_columns="id", fields="audio", deps="video")
+    assert spec.field_keys == ("audio",) and spec.id_columns == ("id",)
+    assert [d.feature.path for d in spec.deps] == ["video"]

@@ -37,7 +37,11 @@ def test_table_name_replaces_dashes_and_dots():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", "a//b", "/a", "a/", "a b", "a/b c", "ü", [], ["a", ""], ["a", 3], ["a/b"], 3, None]
+    "bad",
+    [
+        *("", "a//b", "/a", "a/", "a b", "a/b c", "ü", [], ["a", ""], ["a", 3], ["a/b"], 3, None),
+        *("video\n", "video\r", "\nvideo", "a/b\n", ["video\n"], "vid\x00eo"),
+    ],
 )
 def test_invalid_keys_raise_invalid_key_error(bad):
     with pytest.raises(mx.InvalidKeyError, match="Invalid feature key") as info:
@@ -51,7 +55,9 @@ def test_valid_field_keys(good):
     assert validate_field_key(good) == good
 
 
-@pytest.mark.parametrize("bad", ["", "Audio", "2x", "a-b", "a/b", "a b", None, 3])
+@pytest.mark.parametrize(
+    "bad", ["", "Audio", "2x", "a-b", "a/b", "a b", None, 3, "audio\n", "audio\r\n", "\naudio"]
+)
 def test_invalid_field_keys(bad):
     with pytest.raises(mx.InvalidKeyError, match="Invalid field key"):
         validate_field_key(bad)
@@ -60,3 +66,22 @@ def test_invalid_field_keys(bad):
 def test_field_spec_validates_its_key():
     with pytest.raises(mx.InvalidKeyError, match="'Audio'"):
         mx.FieldSpec("Audio")
+
+
+@pytest.mark.parametrize(
+    "bad", ["", " id", "id ", "id\n", "i\td", "a\x00b", "metaxy_id", "__mx_id", 3, None]
+)
+def test_column_names_are_validated_where_they_are_declared(bad):
+    with pytest.raises(mx.InvalidKeyError, match="column name"):
+        mx.FeatureSpec("v", id_columns=[bad])
+    with pytest.raises(mx.InvalidKeyError, match="column name"):
+        mx.FeatureDep("v", rename={"path": bad})
+    with pytest.raises(mx.InvalidKeyError, match="column name"):
+        mx.Lineage.aggregation(on=[bad])
+
+
+@pytest.mark.parametrize(
+    "odd", ["sample id", "sample-id", "Sample`ID", 'a"b', "ünï", "x' OR '1'='1"]
+)
+def test_odd_but_printable_column_names_are_accepted(odd):
+    assert mx.FeatureSpec("v", id_columns=[odd]).id_columns == (odd,)
