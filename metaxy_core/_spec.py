@@ -304,21 +304,125 @@ class FeatureSpec:
                 return d.lineage.on
         return self.id_columns
 
-    def with_field_code_version(self, field_key: str, code_version: str | int) -> "FeatureSpec":
-        """A copy with one field's code version changed."""
+    def replace(self, **changes: Any) -> "FeatureSpec":
+        """A copy with some constructor arguments changed (validated like a new spec).
+
+        Args:
+            **changes: any of `key`, `id_columns`, `fields`, `deps`, `description`, `tags`,
+                `metadata`.
+
+        Raises:
+            SpecError: an unknown argument, or the changed spec is invalid.
+
+        Example:
+            >>> spec = FeatureSpec("video", id_columns=["sample_id"], fields=["audio"])
+            >>> spec.replace(description="raw videos").description
+            'raw videos'
+        """
+        current: dict[str, Any] = {
+            "key": self.key,
+            "id_columns": self.id_columns,
+            "fields": self.fields,
+            "deps": self.deps,
+            "description": self.description,
+            "tags": dict(self.tags),
+            "metadata": dict(self.metadata),
+        }
+        unknown = sorted(set(changes) - set(current))
+        if unknown:
+            raise SpecError(
+                f"Feature {self.key}: cannot replace {unknown}; use any of {sorted(current)}."
+            )
+        current.update(changes)
+        key = current.pop("key")
+        return FeatureSpec(key, **current)
+
+    def with_field(self, field: "FieldSpec | str") -> "FeatureSpec":
+        """A copy with `field` added, or replacing the field of the same key.
+
+        Example:
+            >>> spec = FeatureSpec("video", id_columns=["sample_id"], fields=["audio"])
+            >>> spec.with_field("frames").field_keys
+            ('audio', 'frames')
+        """
+        new = field if isinstance(field, FieldSpec) else FieldSpec(field)
+        if new.key in self.field_keys:
+            return self.replace(fields=[new if f.key == new.key else f for f in self.fields])
+        return self.replace(fields=[*self.fields, new])
+
+    def without_field(self, field_key: str) -> "FeatureSpec":
+        """A copy without one field (a feature keeps at least one).
+
+        Example:
+            >>> spec = FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])
+            >>> spec.without_field("audio").field_keys
+            ('frames',)
+        """
+        self.field(field_key)
+        return self.replace(fields=[f for f in self.fields if f.key != field_key])
+
+    def with_field_deps(
+        self, field_key: str, deps: Iterable[FieldDep] | Mapping[Any, Sequence[str] | None] | None
+    ) -> "FeatureSpec":
+        """A copy where one field reads other parent fields (`None`: the default mapping).
+
+        Example:
+            >>> spec = FeatureSpec("crop", id_columns=["id"], fields=["faces"], deps=["video"])
+            >>> spec.with_field_deps("faces", {"video": ["frames"]}).field("faces").deps
+            (FieldDep(feature=FeatureKey('video'), fields=('frames',)),)
+        """
+        old = self.field(field_key)
+        new = FieldSpec(
+            old.key, code_version=old.code_version, deps=deps, description=old.description
+        )
+        return self.with_field(new)
+
+    def with_dep(self, dep: Any) -> "FeatureSpec":
+        """A copy with an upstream added, or replacing the edge on the same upstream.
+
+        Example:
+            >>> spec = FeatureSpec("crop", id_columns=["id"], deps=["video"])
+            >>> spec.with_dep(FeatureDep("audio", optional=True)).deps[1].optional
+            True
+        """
+        edge = dep if isinstance(dep, FeatureDep) else FeatureDep(dep)
+        if edge.feature in {d.feature for d in self.deps}:
+            return self.replace(deps=[edge if d.feature == edge.feature else d for d in self.deps])
+        return self.replace(deps=[*self.deps, edge])
+
+    def without_dep(self, upstream: Any) -> "FeatureSpec":
+        """A copy without the edge on `upstream`; field deps naming it are dropped too.
+
+        Example:
+            >>> spec = FeatureSpec("crop", id_columns=["id"], deps=["video", "audio"])
+            >>> [d.feature.path for d in spec.without_dep("audio").deps]
+            ['video']
+        """
+        key = self.dep(upstream).feature
         fields = [
-            FieldSpec(f.key, code_version=code_version, deps=f.deps, description=f.description)
-            if f.key == field_key
-            else f
+            f
+            if f.deps is None
+            else FieldSpec(
+                f.key,
+                code_version=f.code_version,
+                deps=[d for d in f.deps if d.feature != key] or None,
+                description=f.description,
+            )
             for f in self.fields
         ]
-        self.field(field_key)
-        return FeatureSpec(
-            self.key,
-            id_columns=self.id_columns,
-            fields=fields,
-            deps=self.deps,
-            description=self.description,
-            tags=dict(self.tags),
-            metadata=dict(self.metadata),
+        return self.replace(deps=[d for d in self.deps if d.feature != key], fields=fields)
+
+    def with_field_code_version(self, field_key: str, code_version: str | int) -> "FeatureSpec":
+        """A copy with one field's code version changed.
+
+        Example:
+            >>> spec = FeatureSpec("video", id_columns=["sample_id"], fields=["audio"])
+            >>> spec.with_field_code_version("audio", 2).field("audio").code_version
+            '2'
+        """
+        old = self.field(field_key)
+        return self.with_field(
+            FieldSpec(
+                old.key, code_version=code_version, deps=old.deps, description=old.description
+            )
         )

@@ -4,6 +4,8 @@ The work behind the public methods lives next door: `_resolve` (increments), `_r
 (stamping a write's rows) and `_system_tables` (settings, snapshots, batch manifests).
 """
 
+import json
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from types import TracebackType
@@ -13,20 +15,27 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
+from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import (
     HashSettingsMismatchError,
+    MetaxyError,
+    SpecError,
     StoreError,
     WriteValidationError,
 )
+from metaxy_core._evolution import GraphChanges, refuse_breaking_changes
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
 from metaxy_core.stores import _writes as W
+from metaxy_core.stores._guard import guard_public_methods
 from metaxy_core.stores._resolve import resolve_increment
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.versioning._engine import Engine
 from metaxy_core.versioning._hashing import HashSettings
+
+_log = logging.getLogger("metaxy")
 
 
 class MetadataStore(ABC):
@@ -42,10 +51,38 @@ class MetadataStore(ABC):
     # resolve); False when it derives the latest rows from the log.
     stores_current_view: bool = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        guard_public_methods(cls)  # every store's own public methods raise MetaxyErrors only
+
     def __init__(self, graph: FeatureGraph, *, hash_settings: HashSettings | None = None) -> None:
-        self.graph = graph
+        if not isinstance(graph, FeatureGraph):
+            raise StoreError(f"A store needs a FeatureGraph, got {type(graph).__name__}.")
+        self._graph = graph
+        self._is_open = False
+        self._recorded_snapshot: str | None = None
+        self.graph_changes = GraphChanges()
         self._requested_settings = hash_settings
         self.hash_settings = hash_settings or HashSettings()
+
+    @property
+    def graph(self) -> FeatureGraph:
+        """The feature graph; assigning a new one checks it against what the store holds.
+
+        The check compares with the last recorded graph snapshot (writes record one when
+        the definitions changed) and the stored tables: changed id columns or retyped
+        columns of a written feature raise `GraphError`; everything else is accepted and
+        listed in `graph_changes`.
+        """
+        return self._graph
+
+    @graph.setter
+    def graph(self, graph: FeatureGraph) -> None:
+        if not isinstance(graph, FeatureGraph):
+            raise StoreError(f"store.graph must be a FeatureGraph, got {type(graph).__name__}.")
+        if self._is_open:
+            self.graph_changes = self._check_graph(graph, fallback=self._graph)
+        self._graph = graph
 
     # -- primitives --------------------------------------------------------------------------
 
@@ -78,10 +115,60 @@ class MetadataStore(ABC):
     # -- lifecycle ---------------------------------------------------------------------------
 
     def _open(self) -> None:
-        """Adopt or check the hash settings recorded in the store (call from `__init__`)."""
+        """Adopt or check the hash settings recorded in the store (call from `__init__`).
+
+        Then check the graph against what the store holds (see `graph`).
+        """
         if self._exists(SETTINGS_TABLE):
             recorded = self._scan(SETTINGS_TABLE).collect(backend="polars").to_native()
             self.hash_settings = _system_tables.adopt_settings(recorded, self._requested_settings)
+        self.graph_changes = self._check_graph(self._graph, fallback=None)
+        self._is_open = True
+
+    def _check_graph(self, graph: FeatureGraph, *, fallback: FeatureGraph | None) -> GraphChanges:
+        """Refuse edits the stored rows cannot follow; list the others.
+
+        Compared with the last recorded snapshot, else with `fallback` (the graph replaced).
+        """
+        recorded = self._last_snapshot()
+        previous = fallback
+        if recorded is not None:
+            try:
+                previous = FeatureGraph.from_snapshot(recorded)
+            except MetaxyError:  # a snapshot this version cannot read: compare what we can
+                _log.warning("The store's last graph snapshot is unreadable; not compared.")
+        stored = {
+            key: self._stored_schema(key.table_name)
+            for key in graph.keys
+            if self._exists(key.table_name)
+        }
+        refuse_breaking_changes(graph, previous, stored)
+        changes = GraphChanges.between(previous, graph) if previous is not None else GraphChanges()
+        if changes:
+            _log.info("Feature graph changed since the store last saw it:\n%s", changes.describe())
+        return changes
+
+    def _stored_schema(self, table: str) -> dict[str, pl.DataType]:
+        """The column types the table's rows have, as polars reads them back."""
+        return dict(self._scan(table).head(0).collect(backend="polars").to_native().schema)
+
+    def _last_snapshot(self) -> str | None:
+        """The JSON text of the last recorded graph snapshot (None if none was recorded)."""
+        if self._recorded_snapshot is None and self._exists(SNAPSHOTS_TABLE):
+            snapshots = self.graph_snapshots()
+            if snapshots.height:
+                self._recorded_snapshot = snapshots["snapshot"][-1]
+        return self._recorded_snapshot
+
+    def _record_snapshot(self) -> None:
+        """Record the graph's definitions before a write, if they changed since the last one."""
+        snapshot = self.graph.snapshot()
+        text = json.dumps(snapshot, sort_keys=True)
+        if self._last_snapshot() != text:
+            self._append(
+                SNAPSHOTS_TABLE, _system_tables.snapshot_row(snapshot, {"recorded_by": "write"})
+            )
+            self._recorded_snapshot = text
 
     def _record_settings(self) -> None:
         if not self._exists(SETTINGS_TABLE):
@@ -142,9 +229,27 @@ class MetadataStore(ABC):
             return self._empty(key)
         for predicate in filters:
             frame = self.engine.filter_sql(frame, predicate)
+        frame = self._with_declared_columns(key, frame)
         if columns is not None:
+            if isinstance(columns, str):
+                columns = [columns]
+            unknown = [c for c in columns if c not in frame.columns]
+            if unknown:
+                known = [c for c in frame.columns if c not in ids]
+                raise SpecError(f"Read of {key}: unknown column(s) {unknown}; known: {known}.")
             frame = frame.select(*ids, *(c for c in columns if c not in ids))
         return frame.sort(*ids).collect(backend="polars").to_native()
+
+    def _with_declared_columns(
+        self, key: FeatureKey, frame: nw.LazyFrame[Any]
+    ) -> nw.LazyFrame[Any]:
+        """Columns declared after the rows were written read as null, typed as declared."""
+        present = set(frame.columns)
+        missing = {c: t for c, t in self.graph.definition(key).columns.items() if c not in present}
+        if not missing:
+            return frame
+        nulls = self.engine.lazy(pl.DataFrame(schema=missing).clear(1))
+        return frame.join(nulls, how="cross")
 
     def history(self, feature: Any) -> pl.DataFrame:
         """Every row ever written for the feature, oldest first."""
@@ -200,9 +305,10 @@ class MetadataStore(ABC):
         key = self.graph.spec(feature).key
         stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
         if stamped.height:
-            self._check_stored_dtypes(key, stamped)
+            stamped = self._match_stored_types(key, stamped)
             dropped = _rows.dropped_children(self, key, stamped)
             self._record_settings()
+            self._record_snapshot()
             batch = (
                 stamped
                 if dropped is None
@@ -211,24 +317,10 @@ class MetadataStore(ABC):
             self._append(key.table_name, batch)
         return stamped.height
 
-    def _check_stored_dtypes(self, key: FeatureKey, rows: pl.DataFrame) -> None:
-        """Columns the table already holds keep their kind of type (Int stays Int)."""
-        if not self._exists(key.table_name):
-            return
-        stored = self._scan(key.table_name).collect_schema()
-        incoming = nw.from_native(rows).schema
-        clashes = [
-            f"{c!r} is {t} here but {stored[c]} in the store"
-            for c, t in incoming.items()
-            if c in stored
-            and t != nw.Unknown
-            and stored[c] != nw.Unknown
-            and t.base_type() != stored[c].base_type()
-        ]
-        if clashes:
-            raise WriteValidationError(
-                f"Write to {key}: column types differ from the stored ones: {'; '.join(clashes)}."
-            )
+    def _match_stored_types(self, key: FeatureKey, rows: pl.DataFrame) -> pl.DataFrame:
+        """Cast rows to the types the table stores, or refuse a write that would change them."""
+        stored = self._stored_schema(key.table_name) if self._exists(key.table_name) else {}
+        return W.match_stored_types(rows, stored, what=f"Write to {key}")
 
     def prepare_rows(
         self, feature: Any, rows: Any, *, materialization_id: str | None = None
@@ -254,7 +346,18 @@ class MetadataStore(ABC):
         """
         key, table = self._table(feature)
         spec = self.graph.spec(key)
-        frame = W.to_polars(ids, what=f"Delete from {key}").select(spec.id_columns).unique()
+        what = f"Delete from {key}"
+        frame = W.to_polars(ids, what=what)
+        missing = [c for c in spec.id_columns if c not in frame.columns]
+        if missing:
+            raise WriteValidationError(
+                f"{what}: the ids frame lacks id column(s) {missing}; got {frame.columns}."
+            )
+        frame = frame.select(spec.id_columns).unique()
+        if frame.null_count().sum_horizontal().item():
+            raise WriteValidationError(f"{what}: id columns hold nulls; name samples by ids.")
+        id_types = {c: self.graph.definition(key).columns[c] for c in spec.id_columns}
+        frame = W.coerce_columns(frame, FeatureDefinition(spec, id_types), what=what)
         if not self._exists(table) or frame.is_empty():
             return 0
         if hard:
@@ -279,6 +382,7 @@ class MetadataStore(ABC):
         """Record the graph's definitions (tagged e.g. with a git commit); return its version."""
         snapshot = self.graph.snapshot()
         self._append(SNAPSHOTS_TABLE, _system_tables.snapshot_row(snapshot, tags))
+        self._recorded_snapshot = json.dumps(snapshot, sort_keys=True)
         return snapshot["project_version"]
 
     def graph_snapshots(self) -> pl.DataFrame:
@@ -372,3 +476,6 @@ class MetadataStore(ABC):
                 other._append(key.table_name, rows)
             copied[key.path] = rows.height
         return copied
+
+
+guard_public_methods(MetadataStore)

@@ -29,6 +29,7 @@ class MemoryStore(MetadataStore):
         # The current view (latest row per sample) is kept next to the log so reads stay
         # flat however often samples are rewritten. Keyed by table: (id columns, rows).
         self._current_view: dict[str, tuple[list[str], pl.DataFrame]] = {}
+        self._open()
 
     def _exists(self, table: str) -> bool:
         return table in self._tables

@@ -3,6 +3,7 @@
 import secrets
 import threading
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -98,3 +99,56 @@ def coerce_columns(
         if actual != dtype:
             casts.append(pl.col(column).cast(dtype))
     return frame.with_columns(casts) if casts else frame
+
+
+def _same_kind(actual: DType, stored: DType) -> bool:
+    """Scalar types a write may be cast to without changing meaning (Int32 into Int64...)."""
+    if actual.is_integer() and stored.is_integer():
+        return True
+    if stored.is_float() and (actual.is_float() or actual.is_integer()):
+        return True
+    return (
+        isinstance(actual, pl.Datetime)
+        and isinstance(stored, pl.Datetime)
+        and actual.time_zone == stored.time_zone
+    )
+
+
+def match_stored_types(
+    frame: pl.DataFrame, stored: Mapping[str, pl.DataType], *, what: str
+) -> pl.DataFrame:
+    """Give each column the type the table already stores, the same way on every store.
+
+    All-null untyped columns take the stored type (String for a new column); scalars of
+    the same kind are cast (strictly: an overflow is refused); any other difference,
+    nested types included (list[int] then list[str], a struct that gains a field), is
+    refused: stores never re-cast or drop what they hold.
+
+    Raises:
+        WriteValidationError: naming each column with its stored and written type.
+    """
+    casts: dict[str, pl.DataType] = {}
+    clashes: list[str] = []
+    for column, actual in frame.schema.items():
+        target = stored.get(column)
+        if actual == pl.Null:
+            casts[column] = target if target is not None and target != pl.Null else pl.String()
+        elif target is None or target == pl.Null or actual == target:
+            continue
+        elif _same_kind(actual, target):
+            casts[column] = target
+        else:
+            clashes.append(f"{column!r} is {actual} here but {target} in the store")
+    if clashes:
+        raise WriteValidationError(
+            f"{what}: column types differ from the stored ones: {'; '.join(clashes)}. "
+            "Nothing was written; write a new column instead of changing a type."
+        )
+    if not casts:
+        return frame
+    try:
+        return frame.cast(casts, strict=True)
+    except pl.exceptions.InvalidOperationError as exc:
+        raise WriteValidationError(
+            f"{what}: values do not fit the stored column types {casts}: {exc}"
+        ) from exc
