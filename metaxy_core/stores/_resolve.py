@@ -90,8 +90,27 @@ def expected_rows(
             if not dep.optional:
                 return None
             frame = store.engine.lazy(_empty_system(store, dep.feature))
-        upstreams[dep.feature] = frame
+        upstreams[dep.feature] = _with_every_field(store, dep.feature, frame)
     return expected_provenance(store.graph, key, upstreams, store.engine, store.hash_settings)
+
+
+def _with_every_field(
+    store: "MetadataStore", key: FeatureKey, frame: nw.LazyFrame[Any]
+) -> nw.LazyFrame[Any]:
+    """Rows written before a field was added to `key` have no data version for it: null.
+
+    Provenance leaves null parents out, so downstream features see no change until the
+    upstream is rewritten with the new field.
+    """
+    present = set(frame.columns)
+    missing = [
+        C.data_version_column(f)
+        for f in store.graph.spec(key).field_keys
+        if C.data_version_column(f) not in present
+    ]
+    return (
+        frame.with_columns(nw.lit(None, nw.String).alias(c) for c in missing) if missing else frame
+    )
 
 
 def _root_samples(definition: FeatureDefinition, samples: Any) -> pl.DataFrame:
