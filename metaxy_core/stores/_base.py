@@ -472,6 +472,7 @@ class MetadataStore(ABC):
                 )
                 rows = rows.join(present, on=seen, how="anti")
             if rows.height:
+                rows = other._match_stored_types(key, rows)
                 other._record_settings()
                 other._append(key.table_name, rows)
             copied[key.path] = rows.height

@@ -112,27 +112,19 @@ class DuckDBStore(MetadataStore):
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         ids = self._id_columns(table)
-        with self._transaction():
-            self._con.register(_STAGED, to_arrow(rows))
-            try:
-                self._insert("main", table)
-                if ids is not None:
-                    self._refresh_current(table, rows, ids)
-            finally:
-                self._con.unregister(_STAGED)
+        with self._staged(rows), self._transaction():
+            self._insert("main", table)
+            if ids is not None:
+                self._refresh_current(table, rows, ids)
 
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
-        with self._transaction():
-            self._con.register(_STAGED, to_arrow(ids))
-            try:
-                for schema in ("main", CURRENT_SCHEMA):
-                    if self._table_exists(schema, table):
-                        self._exec(
-                            f"DELETE FROM {schema}.{quote(table)} AS c USING {quote(_STAGED)} AS s "
-                            f"WHERE {_same_ids(ids.columns)}"
-                        )
-            finally:
-                self._con.unregister(_STAGED)
+        with self._staged(ids), self._transaction():
+            for schema in ("main", CURRENT_SCHEMA):
+                if self._table_exists(schema, table):
+                    self._exec(
+                        f"DELETE FROM {schema}.{quote(table)} AS c USING {quote(_STAGED)} AS s "
+                        f"WHERE {_same_ids(ids.columns)}"
+                    )
 
     def _close(self) -> None:
         self._con.close()
@@ -145,6 +137,19 @@ class DuckDBStore(MetadataStore):
             if key.table_name == table:
                 return list(self.graph.spec(key).id_columns)
         return None
+
+    @contextmanager
+    def _staged(self, rows: pl.DataFrame) -> Generator[None]:
+        """Expose `rows` to SQL as `_STAGED`, outside the transaction that reads them.
+
+        Unregistering inside an aborted transaction fails and would mask the write's real
+        error, so the transaction ends (rolled back) before the rows are unregistered.
+        """
+        self._con.register(_STAGED, to_arrow(rows))
+        try:
+            yield
+        finally:
+            self._con.unregister(_STAGED)
 
     @contextmanager
     def _transaction(self) -> Generator[None]:

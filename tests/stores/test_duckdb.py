@@ -8,6 +8,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import duckdb
+import polars as pl
 import pytest
 
 import metaxy_core as mx
@@ -142,3 +144,19 @@ def test_killed_writer_leaves_whole_write_or_none(tmp_path):
         assert store.resolve_update(
             "video", samples=inputs(n, audio_suffix="-v2", changed=n)
         ).is_empty
+
+
+def test_a_failed_append_rolls_back_and_raises_its_own_cause(tmp_path):
+    """The staged rows are unregistered after the rollback: the real error is not masked."""
+    spec = mx.FeatureSpec("notes", id_columns=["id"], fields=["text"])
+    samples = pl.DataFrame({"id": ["a"], "text": ["t"]})
+    with mx.DuckDBStore(tmp_path / "m.duckdb", mx.FeatureGraph([spec])) as store:
+        rows = store.resolve_update("notes", samples=samples).new
+        store.write("notes", rows.with_columns(score=pl.lit(1)))
+        bad = store.prepare_rows("notes", rows.with_columns(score=pl.lit("high")))
+        # The primitive itself, below the type check that write() runs first.
+        with pytest.raises(duckdb.ConversionException, match="'high'"):
+            store._append("notes", bad)
+        assert store.history("notes").height == 1
+        store.write("notes", rows.with_columns(score=pl.lit(2)))
+        assert store.read("notes")["score"].to_list() == [2]
