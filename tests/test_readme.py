@@ -8,9 +8,26 @@ from pathlib import Path
 README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-def glance_block() -> str:
-    section = README.read_text().split("## API at a glance", 1)[1]
+def python_block(heading: str) -> str:
+    section = README.read_text().split(f"## {heading}\n", 1)[1]
     return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def glance_block() -> str:
+    return python_block("API at a glance")
+
+
+def run_and_compare(code: str) -> None:
+    """Run a README block; what it prints must be what its `print(...)  # ...` lines promise."""
+    promised = [
+        line.split("#", 1)[1].strip()
+        for line in code.splitlines()
+        if line.lstrip().startswith("print(")
+    ]
+    out = io.StringIO()
+    with contextlib.redirect_stdout(out):
+        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
+    assert out.getvalue().splitlines() == promised
 
 
 def test_api_at_a_glance_is_short():
@@ -18,11 +35,8 @@ def test_api_at_a_glance_is_short():
 
 
 def test_api_at_a_glance_prints_what_it_says():
-    code = glance_block()
-    promised = [
-        line.split("#", 1)[1].strip() for line in code.splitlines() if line.startswith("print(")
-    ]
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        exec(compile(code, str(README), "exec"), {"__name__": "readme"})
-    assert out.getvalue().splitlines() == promised
+    run_and_compare(glance_block())
+
+
+def test_evolving_features_prints_what_it_says():
+    run_and_compare(python_block("Evolving features"))
