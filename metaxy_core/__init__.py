@@ -32,6 +32,7 @@ from metaxy_core._errors import (
 from metaxy_core._errors import (
     WriteValidationError as WriteValidationError,
 )
+from metaxy_core._evolution import GraphChanges as GraphChanges
 from metaxy_core._feature import Feature as Feature
 from metaxy_core._graph import FeatureGraph as FeatureGraph
 from metaxy_core._increments import (
@@ -104,6 +105,7 @@ __all__ = [
     "FeatureSpec",
     "FieldDep",
     "FieldSpec",
+    "GraphChanges",
     "GraphError",
     "HashAlgorithm",
     "HashSettings",

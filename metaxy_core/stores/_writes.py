@@ -147,7 +147,7 @@ def match_stored_types(
     if not casts:
         return frame
     try:
-        return frame.cast(casts, strict=True)
+        return frame.with_columns(pl.col(c).cast(t, strict=True) for c, t in casts.items())
     except pl.exceptions.InvalidOperationError as exc:
         raise WriteValidationError(
             f"{what}: values do not fit the stored column types {casts}: {exc}"
