@@ -1,9 +1,11 @@
-"""One error root at the store boundary: engine errors leave as `StoreError`, cause attached.
+"""One error root at the public boundary: foreign errors leave as `MetaxyError`, cause attached.
 
-Polars, narwhals, DuckDB, deltalake and pyarrow raise their own exception types, and a pyo3
-panic (`PanicException`) is not even an `Exception`. Every public store method is wrapped so
-that what reaches the user is a `MetaxyError` naming the store, the method and the feature,
-with the original error chained as `__cause__` (and quoted in the message).
+Polars, narwhals, DuckDB, deltalake and pyarrow raise their own exception types, Python
+raises `TypeError`/`KeyError` on arguments of the wrong shape, and a pyo3 panic
+(`PanicException`) is not even an `Exception`. Public classes and functions are wrapped so
+that what reaches the user is a `MetaxyError` naming where it happened (for stores: the
+store, the method and the feature), with the original error chained as `__cause__` and
+quoted in the message.
 """
 
 import functools
@@ -11,10 +13,11 @@ import inspect
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from metaxy_core._errors import MetaxyError, StoreError
-from metaxy_core._spec import key_of
+from metaxy_core._errors import MetaxyError, SpecError, StoreError
 
 F = TypeVar("F", bound=Callable[..., Any])
+# Builds the error a foreign exception becomes: (self or None, callable name, args, exc).
+ErrorFactory = Callable[[Any, str, tuple[Any, ...], BaseException], MetaxyError]
 _GUARDED = "__metaxy_guarded__"
 
 
@@ -24,6 +27,8 @@ def _is_panic(exc: BaseException) -> bool:
 
 
 def _feature_of(args: tuple[Any, ...]) -> str:
+    from metaxy_core._spec import key_of  # the spec module is guarded by this one
+
     if not args:
         return ""
     try:
@@ -32,43 +37,59 @@ def _feature_of(args: tuple[Any, ...]) -> str:
         return ""
 
 
-def _where(store: Any) -> str:
+def store_error(store: Any, method: str, args: tuple[Any, ...], exc: BaseException) -> MetaxyError:
+    """The `StoreError` a foreign exception in a store method becomes."""
     location = getattr(store, "uri", None) or getattr(store, "path", None)
-    return f"{type(store).__name__}({str(location)!r})" if location else type(store).__name__
+    where = f"{type(store).__name__}({str(location)!r})" if location else type(store).__name__
+    action = "opening the store" if method == "__init__" else f"{method}(){_feature_of(args)}"
+    return StoreError(f"{where}: {action} failed: {type(exc).__name__}: {exc}")
 
 
-def store_error(store: Any, method: str, args: tuple[Any, ...], exc: BaseException) -> StoreError:
-    """The `StoreError` a foreign exception becomes at the public boundary."""
-    name = "__init__" if method == "__init__" else method
-    action = "opening the store" if name == "__init__" else f"{name}(){_feature_of(args)}"
-    return StoreError(f"{_where(store)}: {action} failed: {type(exc).__name__}: {exc}")
+def argument_error(owner: Any, name: str, args: tuple[Any, ...], exc: BaseException) -> MetaxyError:
+    """The `SpecError` a foreign exception in a spec, graph or helper becomes."""
+    if owner is None:
+        where = name
+    else:
+        where = type(owner).__name__ if name == "__init__" else f"{type(owner).__name__}.{name}"
+    return SpecError(f"{where}: invalid arguments ({type(exc).__name__}: {exc}).")
 
 
-def guarded(method: F) -> F:
-    """Wrap `method` so that only `MetaxyError`s (and interrupts) leave it."""
-    if getattr(method, _GUARDED, False):
-        return method
+def guarded(function: F, error: ErrorFactory = argument_error, *, method: bool = True) -> F:
+    """Wrap `function` so that only `MetaxyError`s (and interrupts) leave it."""
+    if getattr(function, _GUARDED, False):
+        return function
 
-    @functools.wraps(method)
-    def call(self: Any, *args: Any, **kwargs: Any) -> Any:
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
         try:
-            return method(self, *args, **kwargs)
+            return function(*args, **kwargs)
         except MetaxyError:
             raise
         except Exception as exc:
-            raise store_error(self, method.__name__, args, exc) from exc
+            owner, rest = (args[0], args[1:]) if method and args else (None, args)
+            raise error(owner, function.__name__, rest, exc) from exc
         except BaseException as exc:  # KeyboardInterrupt, SystemExit pass; panics do not
             if not _is_panic(exc):
                 raise
-            raise store_error(self, method.__name__, args, exc) from exc
+            owner, rest = (args[0], args[1:]) if method and args else (None, args)
+            raise error(owner, function.__name__, rest, exc) from exc
 
     setattr(call, _GUARDED, True)
     return call  # type: ignore[return-value]
 
 
-def guard_public_methods(cls: type) -> None:
-    """Wrap the public methods (and `__init__`) a class defines itself."""
+def guarded_function(function: F) -> F:
+    """`guarded` for a module-level function (no `self` to name)."""
+    return guarded(function, method=False)
+
+
+def guard_public_methods(cls: type, error: ErrorFactory = argument_error) -> None:
+    """Wrap the public methods, class methods and `__init__` a class defines itself."""
     for name, member in list(vars(cls).items()):
-        if (name.startswith("_") and name != "__init__") or not inspect.isfunction(member):
+        if name.startswith("_") and name not in ("__init__", "__post_init__"):
             continue
-        setattr(cls, name, guarded(member))
+        if inspect.isfunction(member):
+            setattr(cls, name, guarded(member, error))
+        elif isinstance(member, classmethod | staticmethod):
+            inner = guarded(member.__func__, error, method=False)
+            setattr(cls, name, type(member)(inner))

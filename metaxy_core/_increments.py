@@ -9,6 +9,8 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
+from metaxy_core._errors import WriteValidationError
+from metaxy_core._guard import guard_public_methods, guarded_function
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec
 
@@ -164,6 +166,7 @@ def split_lists(stale: pl.DataFrame) -> pl.DataFrame:
     )
 
 
+@guarded_function
 def stamp_children(
     parents: pl.DataFrame, children: pl.DataFrame, *, on: Sequence[str]
 ) -> pl.DataFrame:
@@ -188,8 +191,6 @@ def stamp_children(
     Example:
         >>> rows = stamp_children(inc.to_compute(), variants, on=["image_id"])  # doctest: +SKIP
     """
-    from metaxy_core._errors import WriteValidationError
-
     system = [
         c for c in parents.columns if c == C.PROVENANCE or c.startswith("metaxy_provenance__")
     ]
@@ -203,3 +204,6 @@ def stamp_children(
             f"{orphans.select(on).unique().head(5).to_dicts()}."
         )
     return stamped
+
+
+guard_public_methods(Increment)

@@ -26,10 +26,10 @@ from metaxy_core._errors import (
 from metaxy_core._evolution import GraphChanges, refuse_breaking_changes
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment
+from metaxy_core._guard import guard_public_methods, store_error
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
 from metaxy_core.stores import _writes as W
-from metaxy_core.stores._guard import guard_public_methods
 from metaxy_core.stores._resolve import resolve_increment
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.versioning._engine import Engine
@@ -53,7 +53,7 @@ class MetadataStore(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        guard_public_methods(cls)  # every store's own public methods raise MetaxyErrors only
+        guard_public_methods(cls, store_error)  # a store's public methods raise MetaxyErrors only
 
     def __init__(self, graph: FeatureGraph, *, hash_settings: HashSettings | None = None) -> None:
         if not isinstance(graph, FeatureGraph):
@@ -479,4 +479,4 @@ class MetadataStore(ABC):
         return copied
 
 
-guard_public_methods(MetadataStore)
+guard_public_methods(MetadataStore, store_error)
