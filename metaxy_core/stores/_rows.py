@@ -36,6 +36,11 @@ def prepare_rows(
     definition = store.graph.definition(feature)
     spec = definition.spec
     what = f"Write to {spec.key}"
+    if materialization_id is not None and not isinstance(materialization_id, str):
+        raise WriteValidationError(
+            f"{what}: materialization_id must be text (e.g. a Dagster run id), "
+            f"got {type(materialization_id).__name__}."
+        )
     frame = W.to_polars(rows, what=what)
     W.validate_ids(frame, spec.id_columns, what=what)
     frame = W.coerce_columns(frame, definition, what=what)
