@@ -1,5 +1,9 @@
 """Names of the system columns every store writes next to the user columns."""
 
+from collections.abc import Iterable
+
+import polars as pl
+
 PREFIX = "metaxy_"
 PROVENANCE = "metaxy_provenance"
 DATA_VERSION = "metaxy_data_version"
@@ -33,3 +37,20 @@ def code_version_column(field: str) -> str:
 def is_system(column: str) -> bool:
     """True for columns metaxy owns."""
     return column.startswith(PREFIX)
+
+
+def system_dtypes(fields: Iterable[str]) -> dict[str, pl.DataType]:
+    """The system columns of a feature's stored rows and their types (dep filters read them)."""
+    fields = list(fields)
+    text = [
+        PROVENANCE,
+        DATA_VERSION,
+        FEATURE_VERSION,
+        PROJECT_VERSION,
+        MATERIALIZATION_ID,
+        WRITE_ID,
+        *(make(f) for f in fields for make in (provenance_column, data_version_column)),
+        *(code_version_column(f) for f in fields),
+    ]
+    dtypes: dict[str, pl.DataType] = {c: pl.String() for c in text}
+    return dtypes | {c: pl.Datetime("us", "UTC") for c in (CREATED_AT, UPDATED_AT, DELETED_AT)}

@@ -8,9 +8,11 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property
 from typing import Any
 
+from metaxy_core import _columns as C
 from metaxy_core._definition import FeatureDefinition, as_definition
-from metaxy_core._errors import GraphError, UnknownFeatureError
+from metaxy_core._errors import GraphError, SpecError, UnknownFeatureError
 from metaxy_core._feature import Feature
+from metaxy_core._filters import parse_filter
 from metaxy_core._keys import FeatureKey
 from metaxy_core._snapshots import definition_from_dict, definition_to_dict
 from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, key_of
@@ -215,6 +217,23 @@ class FeatureGraph:
             out[dep.feature] = {c: dep.rename_map.get(c, c) for c in chosen}
         return out
 
+    def _validate_filters(self, dep: FeatureDep, up: FeatureDefinition, where: str) -> None:
+        """Refuse dep filters on unknown columns or mixing kinds now, not at resolve time.
+
+        They read the upstream's columns after rename (all of them, not only the selected
+        ones) and its system columns.
+        """
+        seen = {dep.rename_map.get(c, c): t for c, t in up.columns.items()}
+        seen |= C.system_dtypes(up.spec.field_keys)
+        for text in dep.filters:
+            flt = parse_filter(text)
+            try:
+                flt.check(seen, where=f"{dep.feature} (after rename)")
+            except SpecError as exc:
+                renamed = {c: dep.rename_map[c] for c in flt.columns if c in dep.rename_map}
+                hint = f" Hint: this dep renames {renamed}; filters use the new names."
+                raise GraphError(f"{where}: {exc}{hint if renamed else ''}") from None
+
     def _validate_edge(self, spec: FeatureSpec, dep: FeatureDep, up: FeatureDefinition) -> None:
         where = f"Feature {spec.key}, dep on {dep.feature}"
         known = set(up.columns)
@@ -226,6 +245,7 @@ class FeatureGraph:
         if dep.select is not None and set(dep.select) & set(up.spec.id_columns):
             raise GraphError(f"{where}: 'select' lists id columns; they are always carried.")
         self._validate_rename(spec, dep, up, where)
+        self._validate_filters(dep, up, where)
         seen_ids = tuple(dep.rename_map.get(c, c) for c in up.spec.id_columns)
         seen_all = {dep.rename_map.get(c, c) for c in known}
         lineage = dep.lineage

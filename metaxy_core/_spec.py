@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal, cast
 
 from metaxy_core._errors import SpecError
+from metaxy_core._filters import parse_filter
 from metaxy_core._keys import FeatureKey, validate_column_name, validate_field_key
 
 LineageKind = Literal["identity", "aggregation", "expansion"]
@@ -131,7 +132,8 @@ class FeatureDep:
         feature: the upstream (key, spec or feature class).
         rename: upstream column -> column name seen by this feature.
         select: upstream user columns to carry (default: all of them).
-        filters: SQL predicates on the upstream's columns (after rename), e.g. `"duration > 5"`.
+        filters: conditions in the filter language on the upstream's columns (after
+            rename; all its columns, not only the selected ones), e.g. `"duration > 5"`.
         lineage: how upstream rows map to rows of this feature (default identity).
         optional: left join: samples missing upstream still appear.
 
@@ -185,8 +187,10 @@ class FeatureDep:
         )
         filters = (filters,) if isinstance(filters, str) else tuple(filters)
         for predicate in filters:
-            if not isinstance(predicate, str) or not predicate.strip():
-                raise SpecError(f"Dep on {self.feature}: filters must be non-empty SQL predicates.")
+            try:
+                parse_filter(predicate)  # refused here, where it was written (and cached)
+            except SpecError as exc:
+                raise SpecError(f"Dep on {self.feature}: {exc}") from None
         object.__setattr__(self, "filters", filters)
         object.__setattr__(self, "lineage", lineage or Lineage.identity())
         object.__setattr__(self, "optional", bool(optional))

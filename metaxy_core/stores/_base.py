@@ -24,15 +24,16 @@ from metaxy_core._errors import (
     WriteValidationError,
 )
 from metaxy_core._evolution import GraphChanges, refuse_breaking_changes
+from metaxy_core._filters import parse_filters
 from metaxy_core._graph import FeatureGraph
-from metaxy_core._increments import Increment
 from metaxy_core._guard import guard_public_methods, store_error
+from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
 from metaxy_core.stores import _writes as W
 from metaxy_core.stores._resolve import resolve_increment
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
-from metaxy_core.versioning._engine import Engine
+from metaxy_core.versioning._engine import Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
 
 _log = logging.getLogger("metaxy")
@@ -211,7 +212,7 @@ class MetadataStore(ABC):
         feature: Any,
         *,
         columns: Sequence[str] | None = None,
-        filters: Sequence[str] = (),
+        filters: Sequence[str] | str = (),
         include_deleted: bool = False,
     ) -> pl.DataFrame:
         """The latest live row per sample as a polars frame, sorted by id.
@@ -219,16 +220,21 @@ class MetadataStore(ABC):
         Args:
             feature: key, spec or class.
             columns: keep only these columns (id columns are always kept).
-            filters: SQL predicates on the columns.
+            filters: conditions in the filter language on the stored columns (see the
+                README), e.g. `["duration > 5", "lang IN ('en', 'fr')"]`; all must hold.
             include_deleted: also return soft-deleted samples.
+
+        Raises:
+            SpecError: a filter does not parse, uses something outside the filter
+                language, or names a column the feature does not have.
         """
         key = self.graph.spec(feature).key
         ids = list(self.graph.spec(key).id_columns)
+        parsed = parse_filters(filters)
         frame = self.latest(key, include_deleted=include_deleted)
         if frame is None:
             return self._empty(key)
-        for predicate in filters:
-            frame = self.engine.filter_sql(frame, predicate)
+        frame = apply_filters(self.engine, frame, parsed, where=f"read of {key}")
         frame = self._with_declared_columns(key, frame)
         if columns is not None:
             if isinstance(columns, str):
@@ -265,7 +271,7 @@ class MetadataStore(ABC):
     # -- increments --------------------------------------------------------------------------
 
     def resolve_update(
-        self, feature: Any, *, samples: Any = None, filters: Sequence[str] = ()
+        self, feature: Any, *, samples: Any = None, filters: Sequence[str] | str = ()
     ) -> Increment:
         """Which samples of `feature` are new, stale (and why) or orphaned.
 
@@ -273,7 +279,9 @@ class MetadataStore(ABC):
             feature: key, spec or class.
             samples: for root features, the id columns plus one input version column per
                 field (a content hash, mtime or etag), named after the field.
-            filters: SQL predicates restricting which samples of the feature are considered.
+            filters: conditions in the filter language restricting which samples of the
+                feature are considered; they read the increment's columns (ids, carried
+                upstream columns).
 
         Returns:
             An `Increment`; empty with status `upstream_missing` if a required upstream was
@@ -282,7 +290,7 @@ class MetadataStore(ABC):
         Raises:
             WriteValidationError: if a root is resolved without valid `samples`.
         """
-        return resolve_increment(self, feature, samples, filters)
+        return resolve_increment(self, feature, samples, parse_filters(filters))
 
     # -- writes ------------------------------------------------------------------------------
 
@@ -429,15 +437,15 @@ class MetadataStore(ABC):
         other: "MetadataStore",
         *,
         features: Iterable[Any] | None = None,
-        filters: Sequence[str] = (),
+        filters: Sequence[str] | str = (),
     ) -> dict[str, int]:
         """Copy the full history of features into `other` (e.g. production Delta to local DuckDB).
 
         Args:
             other: the target store (same hash settings).
             features: which features (default: all that were written).
-            filters: SQL predicates choosing samples by their latest row; the whole history
-                of each chosen sample is copied.
+            filters: conditions in the filter language choosing samples by their latest
+                row; the whole history of each chosen sample is copied.
 
         Returns:
             Rows copied per feature key.
@@ -450,6 +458,7 @@ class MetadataStore(ABC):
                 "Cannot copy between stores with hash settings "
                 f"{self.hash_settings.describe()} and {other.hash_settings.describe()}."
             )
+        parsed = parse_filters(filters)
         copied: dict[str, int] = {}
         for key in (
             [self.graph.spec(f).key for f in features] if features is not None else self.graph.keys
@@ -457,12 +466,11 @@ class MetadataStore(ABC):
             if not self.has_feature(key):
                 continue
             frame = self._scan(key.table_name)
-            if filters:  # choose samples by what they are now, not by any past row
+            if parsed:  # choose samples by what they are now, not by any past row
                 ids = list(self.graph.spec(key).id_columns)
                 chosen = self.latest(key, include_deleted=True)
                 assert chosen is not None  # the feature was written
-                for predicate in filters:
-                    chosen = self.engine.filter_sql(chosen, predicate)
+                chosen = apply_filters(self.engine, chosen, parsed, where=f"copy_to of {key}")
                 frame = frame.join(chosen.select(*ids), on=ids, how="semi")
             rows = frame.collect(backend="polars").to_native()
             if rows.height and other._exists(key.table_name):  # a repeated copy adds nothing

@@ -17,6 +17,7 @@ import pyarrow as pa
 from duckdb.func import PythonUDFType
 
 from metaxy_core._errors import SpecError
+from metaxy_core._filters import Filter
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 XXH3_UDF = "metaxy_xxh3_64"
@@ -100,12 +101,15 @@ class DuckDBEngine:
         keys = [duckdb.ColumnExpression(c) for c in by]
         return nw.from_native(rel.aggregate([*keys, *aggs], ", ".join(quote(c) for c in by)))
 
-    def filter_sql(self, frame: nw.LazyFrame[Any], predicate: str) -> nw.LazyFrame[Any]:
+    def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
+        # SQL generated from the validated tree, never the user's text.
+        sql = flt.to_sql(frame.collect_schema())
         try:
-            return nw.from_native(rel.filter(predicate))
+            return nw.from_native(rel.filter(sql))
         except duckdb.Error as exc:
-            raise SpecError(f"Cannot apply filter {predicate!r}: {exc}") from exc
+            raise SpecError(f"Cannot apply filter {flt.text!r} ({sql}): {exc}") from exc
+
 
     def latest(
         self, frame: nw.LazyFrame[Any], ids: Sequence[str], order_by: str

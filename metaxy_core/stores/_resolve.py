@@ -12,11 +12,13 @@ import polars as pl
 
 from metaxy_core import _columns as C
 from metaxy_core._definition import FeatureDefinition
-from metaxy_core._errors import SpecError, WriteValidationError
+from metaxy_core._errors import WriteValidationError
+from metaxy_core._filters import Filter
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec
 from metaxy_core.stores import _writes as W
+from metaxy_core.versioning._engine import apply_filters
 from metaxy_core.versioning._provenance import expected_provenance, root_provenance
 
 if TYPE_CHECKING:  # the store module imports this one
@@ -24,7 +26,7 @@ if TYPE_CHECKING:  # the store module imports this one
 
 
 def resolve_increment(
-    store: "MetadataStore", feature: Any, samples: Any, filters: Sequence[str]
+    store: "MetadataStore", feature: Any, samples: Any, filters: Sequence[Filter]
 ) -> Increment:
     """New, stale and orphaned samples of `feature` (see `MetadataStore.resolve_update`)."""
     spec = store.graph.spec(feature)
@@ -46,9 +48,8 @@ def resolve_increment(
         new, stale, orphaned = diff(spec, _filtered(store, spec, expected, filters), current)
         if filters:  # orphans have no upstream row: only predicates on ids can scope them
             _, _, orphaned = diff(spec, expected, current)
-            for predicate in filters:
-                if set(_predicate_columns(predicate)) <= set(spec.id_columns):
-                    orphaned = engine.filter_sql(orphaned, predicate)
+            on_ids = [f for f in filters if set(f.columns) <= set(spec.id_columns)]
+            orphaned = apply_filters(engine, orphaned, on_ids, where=f"orphans of {spec.key}")
         return Increment(
             spec.key,
             new.collect(backend="polars").to_native(),
@@ -171,25 +172,8 @@ def _filtered(
     store: "MetadataStore",
     spec: FeatureSpec,
     expected: nw.LazyFrame[Any],
-    filters: Sequence[str],
+    filters: Sequence[Filter],
 ) -> nw.LazyFrame[Any]:
     """Apply target filters to the expected rows (key and carried upstream columns)."""
-    available = set(expected.columns)
-    for predicate in filters:
-        unknown = sorted(set(_predicate_columns(predicate)) - available)
-        if unknown:
-            usable = sorted(c for c in available if not c.startswith(C.PREFIX))
-            raise SpecError(
-                f"Filter {predicate!r} on {spec.key} names unknown column(s) {unknown}; "
-                f"filters see the increment's columns: {usable}."
-            )
-        expected = store.engine.filter_sql(expected, predicate)
-    return expected
-
-
-def _predicate_columns(predicate: str) -> list[str]:
-    """The columns a SQL predicate reads (parsed with polars' SQL parser)."""
-    try:
-        return pl.sql_expr(predicate).meta.root_names()
-    except Exception as exc:
-        raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc
+    where = f"resolve_update of {spec.key} (filters read the increment's columns)"
+    return apply_filters(store.engine, expected, filters, where=where)

@@ -6,6 +6,7 @@ from typing import Any, Protocol
 import narwhals as nw
 import polars as pl
 
+from metaxy_core._filters import Filter
 from metaxy_core.versioning._hashing import HashSettings
 
 
@@ -24,8 +25,8 @@ class Engine(Protocol):
         """Group by `by`; each `out` column joins its group's `in` strings, sorted, with ','."""
         ...
 
-    def filter_sql(self, frame: nw.LazyFrame[Any], predicate: str) -> nw.LazyFrame[Any]:
-        """Keep rows matching a SQL predicate."""
+    def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
+        """Keep the rows where a filter holds (see `apply_filters`, which checks it first)."""
         ...
 
     def latest(
@@ -45,3 +46,24 @@ class Engine(Protocol):
     def release(self) -> None:
         """Drop what `cache` holds."""
         ...
+
+
+def apply_filters(
+    engine: Engine, frame: nw.LazyFrame[Any], filters: Sequence[Filter], *, where: str
+) -> nw.LazyFrame[Any]:
+    """Keep the rows where every filter holds.
+
+    Every filter is checked against the frame's columns before the engine sees any of
+    them, so an unknown column or a kind mismatch is the same `SpecError` on every store.
+
+    Raises:
+        SpecError: naming the filter, `where` and the offending column.
+    """
+    if not filters:
+        return frame
+    schema = frame.collect_schema()
+    for flt in filters:
+        flt.check(schema, where=where)
+    for flt in filters:
+        frame = engine.filter(frame, flt)
+    return frame

@@ -7,7 +7,7 @@ import narwhals as nw
 import polars as pl
 import polars_hash as plh
 
-from metaxy_core._errors import SpecError
+from metaxy_core._filters import Filter
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 
@@ -40,13 +40,9 @@ class PolarsEngine:
         aggs = [pl.col(src).sort().str.join(",").alias(out) for out, src in columns.items()]
         return nw.from_native(native.group_by(list(by)).agg(aggs))
 
-    def filter_sql(self, frame: nw.LazyFrame[Any], predicate: str) -> nw.LazyFrame[Any]:
+    def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()
-        try:
-            expr = pl.sql_expr(predicate)
-        except Exception as exc:
-            raise SpecError(f"Cannot parse filter {predicate!r}: {exc}") from exc
-        return nw.from_native(native.filter(expr))
+        return nw.from_native(native.filter(flt.to_polars(native.collect_schema())))
 
     def latest(
         self, frame: nw.LazyFrame[Any], ids: Sequence[str], order_by: str

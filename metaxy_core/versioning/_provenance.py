@@ -6,10 +6,11 @@ from typing import Any
 import narwhals as nw
 
 from metaxy_core import _columns as C
+from metaxy_core._filters import parse_filters
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureDep
-from metaxy_core.versioning._engine import Engine
+from metaxy_core.versioning._engine import Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
 
 _INPUT = "__mx_in__"
@@ -75,8 +76,8 @@ def _upstream_frame(
     rename = dep.rename_map
     if rename:
         frame = frame.rename(rename)
-    for predicate in dep.filters:
-        frame = engine.filter_sql(frame, predicate)
+    where = f"the dep of {feature} on {dep.feature}"
+    frame = apply_filters(engine, frame, parse_filters(dep.filters), where=where)  # parsed once
     up_ids = [rename.get(c, c) for c in graph.spec(dep.feature).id_columns]
     dv = [
         nw.col(C.data_version_column(g)).alias(parent_column(dep.feature, g)) for g in needed_fields
