@@ -142,10 +142,10 @@ def _root_samples(definition: FeatureDefinition, samples: Any) -> pl.DataFrame:
 
 
 def _empty_system(store: "MetadataStore", key: FeatureKey) -> pl.DataFrame:
-    """An optional upstream never written: no rows, but the columns provenance reads."""
+    """An optional upstream never written: no rows, but the columns provenance and filters read."""
     spec = store.graph.spec(key)
     schema = dict(store.graph.definition(key).columns)
-    schema |= {C.data_version_column(f): pl.String() for f in spec.field_keys}
+    schema |= C.system_dtypes(spec.field_keys)  # dep filters may read any system column
     return pl.DataFrame(schema=schema)
 
 

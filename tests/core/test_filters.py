@@ -316,3 +316,26 @@ def test_dep_filters_see_renamed_unselected_and_system_columns():
     store = mx.MemoryStore(graph_)
     compute_increment(store, "video", {"path": "v.mp4"}, samples=inputs(2))
     assert store.resolve_update("filtered_crop").new.height == 2
+
+
+def test_dep_filters_on_an_optional_upstream_never_written():
+    class Note(mx.Feature, spec=mx.FeatureSpec("note", id_columns=["sample_id"], fields=["x"])):
+        note: str
+
+    class Noted(
+        mx.Feature,
+        spec=mx.FeatureSpec(
+            "noted",
+            id_columns=["sample_id"],
+            fields=["audio"],
+            deps=[
+                mx.FeatureDep(Video),
+                mx.FeatureDep(Note, optional=True, filters=["metaxy_updated_at IS NOT NULL"]),
+            ],
+        ),
+    ):
+        pass
+
+    store = mx.MemoryStore(mx.FeatureGraph([Video, Note, Noted]))
+    compute_increment(store, "video", {"path": "v.mp4"}, samples=inputs(2))
+    assert store.resolve_update("noted").new.height == 2
