@@ -2,7 +2,7 @@
 
 A filter string is parsed once (by sqlglot, in DuckDB's SQL dialect) into a small allowed
 subset; anything else is refused with a `SpecError` that names the part. The engines never
-see the user's text: `_filter_tree` generates the polars expression and the DuckDB SQL
+see the user's text: `_filter_compile` generates the polars expression and the DuckDB SQL
 (every identifier quoted) from the validated tree, so a filter can never read a file or
 another table, and selects the same rows on every store.
 """
@@ -20,6 +20,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, SqlglotError
 
 from metaxy_core import _columns as C
+from metaxy_core import _filter_compile as G
 from metaxy_core import _filter_tree as T
 from metaxy_core._errors import SpecError
 
@@ -106,7 +107,7 @@ class Filter:
         """The DuckDB SQL of the filter (identifiers quoted) on columns typed as in `schema`."""
         return self._compile(schema, where="a frame").sql
 
-    def _compile(self, schema: Mapping[str, Any], *, where: str) -> T.Compiled:
+    def _compile(self, schema: Mapping[str, Any], *, where: str) -> G.Compiled:
         kinds: dict[str, T.Kind] = {}
         for name in self.columns:
             kind = T.kind_of(schema[name])
@@ -117,15 +118,15 @@ class Filter:
                 )
             kinds[name] = kind
         try:
-            compiled = T.compile_tree(self.tree, kinds)
+            compiled = G.compile_tree(self.tree, kinds)
             if compiled.kind not in (T.BOOLEAN, T.NULL):
-                raise T.FilterTypeError(
+                raise G.FilterTypeError(
                     f"it is {compiled.kind.describe()}, not a condition (e.g. `x > 1`)"
                 )
-        except T.FilterTypeError as exc:
+        except G.FilterTypeError as exc:
             raise SpecError(f"Filter {self.text!r} on {where}: {exc}.") from None
         if compiled.kind == T.NULL:  # `WHERE NULL` keeps no row
-            return T.Compiled(T.BOOLEAN, pl.lit(None, pl.Boolean()), "CAST(NULL AS BOOLEAN)")
+            return G.Compiled(T.BOOLEAN, pl.lit(None, pl.Boolean()), "CAST(NULL AS BOOLEAN)")
         return compiled
 
 

@@ -106,6 +106,21 @@ class MetadataStore(ABC):
     def _close(self) -> None:  # noqa: B027 - optional hook: stores holding nothing skip it
         """Release resources."""
 
+    def _create_if_absent(self, table: str, rows: pl.DataFrame) -> bool:
+        """Create `table` holding `rows` unless it exists; True if this call created it.
+
+        Stores that several writers share make this one atomic step (one creator wins).
+        """
+        if self._exists(table):
+            return False
+        try:
+            self._append(table, rows)
+        except Exception:
+            if self._exists(table):  # another writer created it first
+                return False
+            raise
+        return True
+
     def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         """The latest row per sample (soft-deleted included).
 
@@ -123,6 +138,7 @@ class MetadataStore(ABC):
         if self._exists(SETTINGS_TABLE):
             recorded = self._scan(SETTINGS_TABLE).collect(backend="polars").to_native()
             self.hash_settings = _system_tables.adopt_settings(recorded, self._requested_settings)
+            self._settings_checked = True
         self.graph_changes = self._check_graph(self._graph, fallback=None)
         self._is_open = True
 
@@ -171,9 +187,27 @@ class MetadataStore(ABC):
             )
             self._recorded_snapshot = text
 
+    # True once the settings recorded in the store are known to be this store's.
+    _settings_checked: bool = False
+
     def _record_settings(self) -> None:
+        """Record the hash settings at the first write, then check that they are the ones kept.
+
+        Writers that opened an empty store with different settings race to record theirs:
+        only the first creation of the settings table wins, and the others' rows (hashed
+        with their settings) are refused instead of reading as stale forever.
+
+        Raises:
+            HashSettingsMismatchError: another writer recorded other settings first.
+        """
+        if self._settings_checked:
+            return
         if not self._exists(SETTINGS_TABLE):
-            self._append(SETTINGS_TABLE, _system_tables.settings_row(self.hash_settings))
+            self._create_if_absent(SETTINGS_TABLE, _system_tables.settings_row(self.hash_settings))
+        if _system_tables.CHECK_RECORDED_SETTINGS:
+            recorded = self._scan(SETTINGS_TABLE).collect(backend="polars").to_native()
+            _system_tables.check_recorded_settings(recorded, self.hash_settings)
+        self._settings_checked = True
 
     def close(self) -> None:
         """Close the store."""
@@ -350,7 +384,8 @@ class MetadataStore(ABC):
             materialization_id: stamped on soft-delete markers (e.g. the Dagster run id).
 
         Returns:
-            How many live samples were deleted (soft) or samples matched (hard).
+            How many live samples were deleted (soft), or how many samples had rows that
+            were removed (hard).
         """
         key, table = self._table(feature)
         spec = self.graph.spec(key)
@@ -369,8 +404,16 @@ class MetadataStore(ABC):
         if not self._exists(table) or frame.is_empty():
             return 0
         if hard:
+            id_columns = list(spec.id_columns)
+            present = (
+                self._scan(table)
+                .select(*id_columns)
+                .unique()
+                .join(self.engine.lazy(frame), on=id_columns, how="semi")
+                .collect(backend="polars")
+            )
             self._hard_delete(table, frame)
-            return frame.height
+            return len(present)
         latest = self.latest(key)
         assert latest is not None
         rows = (

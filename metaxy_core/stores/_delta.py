@@ -12,13 +12,20 @@ no transaction across two tables, so a second table would break "one write, one 
 default, moves the superseded rows to an archive table that `history()` still reads
 (`copy_to` copies the current table only). A commit that leaves one row per sample (the
 creating write, a compaction) says so in its metadata, and reads then skip the window.
+
+A creating commit is never retried by delta-rs itself (it would land at the next version
+and replace the schema of the writer that created the table first); it fails and is redone
+here as an append that merges the schema. Errors of deltalake, pyarrow and polars (pyo3
+panics included) leave as `StoreError`s naming the feature and its table.
 """
 
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import unquote
 
 import narwhals as nw
 import polars as pl
@@ -26,9 +33,10 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
 
 from metaxy_core import _columns as C
-from metaxy_core._errors import StoreError, WriteValidationError
+from metaxy_core._errors import MetaxyError, StoreError, WriteValidationError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores._base import MetadataStore
+from metaxy_core.stores._delta_location import DeltaTableAt, canonical_location, is_local
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
@@ -38,7 +46,15 @@ T = TypeVar("T")
 ARCHIVE_DIR = "metaxy_system__history"
 # Commit metadata key: the table held this many rows after the commit, one per sample.
 _ONE_ROW_PER_SAMPLE = "metaxy.one_row_per_sample"
+# Attempts of a write that conflicts with concurrent writers (tests set 1: no retry).
 _MAX_ATTEMPTS = 12
+# delta-rs retries a commit that lost its version at the next one (None: its default).
+# That is safe for appends (it checks them for conflicts) but blind for the commit that
+# creates a table: the late creator's schema would replace the first one's, and a column
+# of the first writer would vanish. Creating commits therefore fail on a lost race and are
+# redone by `_retry_on_conflict` as appends. Tests set these to show what they protect.
+_COMMIT_RETRIES: int | None = None
+_CREATE_COMMIT_RETRIES: int | None = 0
 _FIRST_BACKOFF_S = 0.02
 _MAX_BACKOFF_S = 1.0
 # Messages of delta-rs errors that mean "another writer committed first: try again".
@@ -49,14 +65,17 @@ class DeltaStore(MetadataStore):
     """A store of Delta Lake tables under one directory or object-store URI.
 
     Args:
-        uri: a local directory or a URI such as ``s3://bucket/metaxy``; each feature is the
-            Delta table ``{uri}/{feature_key.table_name}``.
+        uri: a local directory (relative, or a ``file://`` URI) or an object-store URI such
+            as ``s3://bucket/metaxy``; each feature is the Delta table
+            ``{uri}/{feature_key.table_name}``. Kept as `uri` in canonical form (an
+            absolute path, or a URI with its path percent-encoded once).
         graph: the feature graph.
         hash_settings: row hash settings; recorded on first write, checked on every open.
         storage_options: passed through to deltalake and polars (credentials, endpoints).
 
     Raises:
-        StoreError: if `uri` is a local file rather than a directory.
+        StoreError: if `uri` is a local file rather than a directory, or a local path
+            deltalake cannot use (e.g. holding a percent escape such as ``%20``).
         HashSettingsMismatchError: if the store was created with other hash settings.
 
     Example:
@@ -73,8 +92,8 @@ class DeltaStore(MetadataStore):
         storage_options: Mapping[str, str] | None = None,
     ) -> None:
         super().__init__(graph, hash_settings=hash_settings)
-        self.uri = str(uri).rstrip("/")
-        if "://" not in self.uri and Path(self.uri).is_file():
+        self.uri = canonical_location(uri)
+        if is_local(self.uri) and Path(self.uri).is_file():
             raise StoreError(f"DeltaStore needs a directory, but {self.uri!r} is a file.")
         self.storage_options = dict(storage_options) if storage_options else None
         self.engine = PolarsEngine()
@@ -88,20 +107,23 @@ class DeltaStore(MetadataStore):
 
     def _delta_table(self, path: str) -> DeltaTable | None:
         """The Delta table at `path`, refreshed to its latest commit (None if never created)."""
-        cached = self._tables.get(path)
-        if cached is not None:
-            cached.update_incremental()
-            return cached
-        if not DeltaTable.is_deltatable(path, storage_options=self.storage_options):
-            return None
-        self._tables[path] = table = DeltaTable(path, storage_options=self.storage_options)
+        with self._failures_named("open", path):
+            cached = self._tables.get(path)
+            if cached is not None:
+                cached.update_incremental()
+                return cached
+            if not DeltaTable.is_deltatable(path, storage_options=self.storage_options):
+                return None
+            table = DeltaTableAt(path, storage_options=self.storage_options)
+        self._tables[path] = table
         return table
 
     def _exists(self, table: str) -> bool:
         path = self._path(table)
-        return path in self._tables or DeltaTable.is_deltatable(
-            path, storage_options=self.storage_options
-        )
+        if path in self._tables:
+            return True
+        with self._failures_named("open", path):
+            return DeltaTable.is_deltatable(path, storage_options=self.storage_options)
 
     def _scan(self, table: str) -> nw.LazyFrame[Any]:
         return nw.from_native(self._scan_path(self._path(table)))
@@ -127,22 +149,51 @@ class DeltaStore(MetadataStore):
                 schema_mode="merge",
                 storage_options=self.storage_options,
                 # A table created by one write holds one row per sample: say so.
-                commit_properties=_vouch_unique(rows.height) if creates and one_write else None,
+                commit_properties=_commit_properties(
+                    creates=creates, vouch=rows.height if creates and one_write else None
+                ),
             )
 
         try:
-            _retry_on_conflict(commit, what=f"append to {path}")
-        except SchemaMismatchError as exc:
+            with self._failures_named("append to", path):
+                _retry_on_conflict(commit, what=f"append to {path}")
+        except StoreError as exc:
+            if not isinstance(exc.__cause__, SchemaMismatchError):
+                raise
             raise WriteValidationError(
-                f"Cannot append to {path}: the rows' column types do not match the table ({exc}). "
-                "Nothing was written."
-            ) from exc
+                f"Cannot append to {self._label(path)}: the rows' column types do not match "
+                f"the table ({exc.__cause__}). Nothing was written."
+            ) from exc.__cause__
+
+    def _create_if_absent(self, table: str, rows: pl.DataFrame) -> bool:
+        # One commit that only the first creator wins: delta-rs must not move a lost
+        # creation to the next version (see _CREATE_COMMIT_RETRIES).
+        path = self._path(table)
+        if self._delta_table(path) is not None:
+            return False
+        try:
+            with self._failures_named("create", path):
+                write_deltalake(
+                    path,
+                    self._storable(path, rows),
+                    mode="error",
+                    storage_options=self.storage_options,
+                    commit_properties=_commit_properties(creates=True, vouch=None),
+                )
+        except StoreError:
+            if self._delta_table(path) is not None:  # another writer created it first
+                return False
+            raise
+        return True
 
     def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         # Skip the latest-row window when the table is known to hold one row per sample
         # (just created by one write, or just compacted): reads then cost a plain scan.
-        delta = self._delta_table(self._path(table))
-        if delta is not None and _holds_one_row_per_sample(delta):
+        path = self._path(table)
+        delta = self._delta_table(path)
+        with self._failures_named("read the log of", path):
+            one_row_per_sample = delta is not None and _holds_one_row_per_sample(delta)
+        if delta is not None and one_row_per_sample:
             return nw.from_native(pl.scan_delta(delta))
         return super()._scan_latest(table, ids)
 
@@ -152,9 +203,10 @@ class DeltaStore(MetadataStore):
         if not nulls:
             return rows
         existing = self._delta_table(path)
-        schema: Mapping[str, pl.DataType] = (
-            pl.scan_delta(existing).collect_schema() if existing is not None else {}
-        )
+        with self._failures_named("read the schema of", path):
+            schema: Mapping[str, pl.DataType] = (
+                pl.scan_delta(existing).collect_schema() if existing is not None else {}
+            )
         return rows.cast({c: schema.get(c, pl.String()) for c in nulls})
 
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
@@ -164,21 +216,68 @@ class DeltaStore(MetadataStore):
                 self._hard_delete_path(path, ids)
 
     def _hard_delete_path(self, path: str, ids: pl.DataFrame) -> None:
+        # Only the target's column names reach the predicate, quoted; the source's id
+        # columns are renamed to fixed aliases, so no name can change what is matched.
         columns = list(ids.columns)
-        predicate = " AND ".join(f"t.`{c}` = s.`{c}`" for c in columns)
+        aliases = {c: f"__mx_id_{i}" for i, c in enumerate(columns)}
+        predicate = " AND ".join(f"t.{_quoted(c)} = s.{aliases[c]}" for c in columns)
 
         def commit() -> None:
             delta = self._delta_table(path)
             assert delta is not None, "the base class checks existence first"
             schema = pl.scan_delta(delta).collect_schema()
-            source = ids.cast({c: schema[c] for c in columns})
-            merge = delta.merge(source, predicate, source_alias="s", target_alias="t")
+            source = ids.cast({c: schema[c] for c in columns}).rename(aliases)
+            merge = delta.merge(
+                source,
+                predicate,
+                source_alias="s",
+                target_alias="t",
+                commit_properties=_commit_properties(creates=False, vouch=None),
+            )
             merge.when_matched_delete().execute()
 
-        _retry_on_conflict(commit, what=f"hard delete from {path}")
+        with self._failures_named("hard delete from", path):
+            _retry_on_conflict(commit, what=f"hard delete from {path}")
 
     def _close(self) -> None:
         self._tables.clear()
+
+    # -- errors --------------------------------------------------------------------------------
+
+    def _label(self, path: str) -> str:
+        """'feature video (Delta table /data/video)' for a feature's table, else the path."""
+        table = path.rsplit("/", 1)[-1]
+        for key in self.graph.keys:
+            if key.table_name == table:
+                return f"feature {key} (Delta table {path})"
+        return f"Delta table {path}"
+
+    @contextmanager
+    def _failures_named(self, action: str, path: str) -> Generator[None]:
+        """Turn deltalake, pyarrow and polars errors (and pyo3 panics) into `StoreError`s."""
+        try:
+            yield
+        except MetaxyError:
+            raise
+        except BaseException as exc:
+            if not isinstance(exc, Exception) and type(exc).__name__ != "PanicException":
+                raise  # KeyboardInterrupt, SystemExit
+            raise StoreError(
+                f"Could not {action} {self._label(path)}: {type(exc).__name__}: {exc}"
+            ) from exc
+
+    def _explain_failure(self, exc: BaseException) -> str:
+        """Data files of the tables this store opened whose size differs from the log's."""
+        if not is_local(self.uri):
+            return ""
+        damaged = [f for table in list(self._tables.values()) for f in _damaged_files(table)]
+        if not damaged:
+            return ""
+        return (
+            f" Damaged data file(s) (missing, or not the size the Delta log recorded): "
+            f"{', '.join(damaged[:5])}{' ...' if len(damaged) > 5 else ''}. Restore them from a "
+            "backup, or hard-delete and rewrite the samples they held."
+        )
 
     # -- history and compaction ----------------------------------------------------------------
 
@@ -192,7 +291,8 @@ class DeltaStore(MetadataStore):
         if self._delta_table(self._archive_path(table)) is None:
             return current
         ids = list(self.graph.spec(key).id_columns)
-        archived = self._scan_path(self._archive_path(table)).collect()
+        with self._failures_named("read", self._archive_path(table)):
+            archived = self._scan_path(self._archive_path(table)).collect()
         # A crash between compaction's two commits can leave a row in both tables.
         both = pl.concat([archived, current], how="diagonal_relaxed").unique(
             subset=[*ids, C.WRITE_ID], keep="first"
@@ -226,12 +326,13 @@ class DeltaStore(MetadataStore):
         removed: dict[str, int] = {}
         for key in keys:
             if self._exists(key.table_name):
-                removed[key.path] = _retry_on_conflict(
-                    lambda key=key: self._compact_table(
-                        key.table_name, list(self.graph.spec(key).id_columns), keep_history
-                    ),
-                    what=f"compact {key}",
-                )
+                with self._failures_named("compact", self._path(key.table_name)):
+                    removed[key.path] = _retry_on_conflict(
+                        lambda key=key: self._compact_table(
+                            key.table_name, list(self.graph.spec(key).id_columns), keep_history
+                        ),
+                        what=f"compact {key}",
+                    )
         return removed
 
     def _compact_table(self, table: str, ids: list[str], keep_history: bool) -> int:
@@ -264,14 +365,37 @@ class DeltaStore(MetadataStore):
             latest,
             mode="overwrite",
             storage_options=self.storage_options,
-            commit_properties=_vouch_unique(latest.height),
+            commit_properties=_commit_properties(creates=False, vouch=latest.height),
         )
         return removed
 
 
-def _vouch_unique(rows: int) -> CommitProperties:
-    """Commit metadata saying: after this commit the table holds `rows` rows, one per sample."""
-    return CommitProperties(custom_metadata={_ONE_ROW_PER_SAMPLE: str(rows)})
+def _commit_properties(*, creates: bool, vouch: int | None) -> CommitProperties:
+    """How delta-rs may retry the commit, and (`vouch`) its one-row-per-sample mark.
+
+    `vouch` says: after this commit the table holds this many rows, one per sample.
+    """
+    return CommitProperties(
+        custom_metadata={_ONE_ROW_PER_SAMPLE: str(vouch)} if vouch is not None else None,
+        max_commit_retries=_CREATE_COMMIT_RETRIES if creates else _COMMIT_RETRIES,
+    )
+
+
+def _quoted(column: str) -> str:
+    """A column name as a Delta (DataFusion) SQL identifier: backticks, doubled inside."""
+    return "`" + column.replace("`", "``") + "`"
+
+
+def _damaged_files(table: DeltaTable) -> list[str]:
+    """Local data files of `table` that are missing or not the size its log recorded."""
+    root = Path(unquote(table.table_uri.removeprefix("file://")))
+    actions = pl.DataFrame(table.get_add_actions(flatten=True)).select("path", "size_bytes")
+    damaged: list[str] = []
+    for relative, size in actions.iter_rows():
+        file = root / unquote(str(relative))
+        if not file.is_file() or file.stat().st_size != size:
+            damaged.append(str(file))
+    return damaged
 
 
 def _holds_one_row_per_sample(delta: DeltaTable) -> bool:
@@ -280,8 +404,12 @@ def _holds_one_row_per_sample(delta: DeltaTable) -> bool:
     A commit that vouched wrongly after losing a race (an append that found the table
     created meanwhile, a compaction next to a concurrent append) is caught by the count.
     """
-    # history(1) may return more than one entry on a refreshed table: pick the newest.
-    last = max(delta.history(1), key=lambda commit: commit.get("version", -1))
+    # history(1) may return more than one entry on a refreshed table: pick the newest. It is
+    # empty for a table whose local path holds '#' or '?' (deltalake 1.x): no shortcut then.
+    commits = delta.history(1)
+    if not commits:
+        return False
+    last = max(commits, key=lambda commit: commit.get("version", -1))
     vouched = last.get(_ONE_ROW_PER_SAMPLE)
     if vouched is None or last.get("version") != delta.version():
         return False

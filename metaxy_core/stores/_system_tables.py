@@ -41,6 +41,10 @@ BATCH_SCHEMA: dict[str, pl.DataType] = {
 
 # -- hash settings -----------------------------------------------------------------------------
 
+# Whether a store checks, after recording its settings, that they are the ones the store
+# kept (tests switch it off to show the race it catches).
+CHECK_RECORDED_SETTINGS = True
+
 
 def settings_row(settings: HashSettings) -> pl.DataFrame:
     """The one row recording the store's hash settings."""
@@ -63,6 +67,23 @@ def adopt_settings(settings: pl.DataFrame, requested: HashSettings | None) -> Ha
             "sample stale."
         )
     return recorded
+
+
+def check_recorded_settings(settings: pl.DataFrame, used: HashSettings) -> None:
+    """Check that the settings the store kept are `used`, those a write's rows were hashed with.
+
+    Raises:
+        HashSettingsMismatchError: another writer recorded other settings first.
+    """
+    recorded = adopt_settings(settings, None)
+    if recorded != used:
+        raise HashSettingsMismatchError(
+            f"Another writer recorded hash settings {recorded.describe()} in this store first; "
+            f"this store was opened with {used.describe()} while the store was still empty. "
+            "Nothing was written. Reopen the store without hash_settings to adopt the "
+            f"recorded ones (or with HashSettings({recorded.algorithm.value!r}, "
+            f"length={recorded.length})) and recompute the rows."
+        )
 
 
 # -- graph snapshots ---------------------------------------------------------------------------
