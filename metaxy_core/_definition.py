@@ -7,6 +7,7 @@ from typing import Any
 
 import polars as pl
 
+from metaxy_core._canonical import check_id_columns
 from metaxy_core._errors import GraphError
 from metaxy_core._feature import Feature
 from metaxy_core._spec import FeatureSpec
@@ -19,6 +20,9 @@ class FeatureDefinition:
     spec: FeatureSpec
     columns: Mapping[str, pl.DataType]
     feature_class: type[Feature] | None = None
+
+    def __post_init__(self) -> None:
+        check_id_columns(self.spec, self.columns)  # one canonical text per id dtype
 
     @property
     def user_columns(self) -> dict[str, pl.DataType]:

@@ -72,6 +72,27 @@ def hash_sql(column: str, settings: HashSettings) -> str:
     return expr if settings.length is None else f"left({expr}, {settings.length})"
 
 
+_INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
+
+
+def id_text_sql(column: str, sql_type: str) -> str:
+    """The canonical text of an id column (`metaxy_core._canonical`), printed as polars does.
+
+    Raises:
+        SpecError: the column's type is not an id dtype.
+    """
+    name = quote(column)
+    if sql_type == "VARCHAR":
+        return name
+    if sql_type in ("BOOLEAN", *_INTEGERS) or sql_type.startswith("DECIMAL("):
+        return f"CAST({name} AS VARCHAR)"
+    if sql_type == "DATE":  # days since the epoch, as polars' Int32 physical value
+        return f"CAST({name} - DATE '1970-01-01' AS VARCHAR)"
+    if sql_type in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):  # microseconds, UTC
+        return f"CAST(epoch_us({name}) AS VARCHAR)"
+    raise SpecError(f"Id column {column!r} has SQL type {sql_type}, which ids may not have.")
+
+
 class DuckDBEngine:
     """Runs the versioning plan inside DuckDB; frames are lazy relations of one connection."""
 
@@ -100,6 +121,15 @@ class DuckDBEngine:
         ]
         keys = [duckdb.ColumnExpression(c) for c in by]
         return nw.from_native(rel.aggregate([*keys, *aggs], ", ".join(quote(c) for c in by)))
+
+    def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        types = {c: str(t) for c, t in zip(rel.columns, rel.types, strict=True)}
+        exprs = [
+            duckdb.SQLExpression(id_text_sql(src, types[src])).alias(out)
+            for out, src in columns.items()
+        ]
+        return nw.from_native(rel.select(duckdb.StarExpression(), *exprs))
 
     def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()

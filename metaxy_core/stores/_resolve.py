@@ -11,6 +11,7 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
+from metaxy_core._canonical import input_text
 from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import WriteValidationError
 from metaxy_core._filters import Filter
@@ -19,7 +20,11 @@ from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning._engine import apply_filters
-from metaxy_core.versioning._provenance import expected_provenance, root_provenance
+from metaxy_core.versioning._provenance import (
+    expected_provenance,
+    input_column,
+    root_provenance,
+)
 
 if TYPE_CHECKING:  # the store module imports this one
     from metaxy_core.stores._base import MetadataStore
@@ -129,16 +134,14 @@ def _root_samples(definition: FeatureDefinition, samples: Any) -> pl.DataFrame:
     missing = [f for f in spec.field_keys if f not in frame.columns]
     if missing:
         raise WriteValidationError(f"{what}: missing input column(s) {missing} (one per field).")
-    # Engines print temporal values differently; hashes must not depend on the engine.
-    temporal = [f for f in spec.field_keys if frame.schema[f].is_temporal()]
-    if temporal:
-        raise WriteValidationError(
-            f"{what}: input column(s) {temporal} hold dates or times; pass them as text, "
-            "e.g. pl.col(name).dt.epoch('us').cast(pl.String)."
-        )
     ids = {c: definition.columns[c] for c in spec.id_columns}
     frame = W.coerce_columns(frame, FeatureDefinition(spec, ids), what=what)
-    return frame.select(*spec.id_columns, *spec.field_keys)
+    # Engines print values differently: inputs become their canonical text here, in
+    # polars, so that every store hashes the same bytes.
+    texts = [
+        input_text(f, frame.schema[f], what=what).alias(input_column(f)) for f in spec.field_keys
+    ]
+    return frame.select(*spec.id_columns, *spec.field_keys, *texts)
 
 
 def _empty_system(store: "MetadataStore", key: FeatureKey) -> pl.DataFrame:

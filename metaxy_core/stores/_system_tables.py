@@ -15,7 +15,11 @@ from metaxy_core._errors import HashSettingsMismatchError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning._engine import Engine
-from metaxy_core.versioning._hashing import HashSettings
+from metaxy_core.versioning._hashing import (
+    HashSettings,
+    settings_from_record,
+    settings_record,
+)
 
 SETTINGS_TABLE = "metaxy_system__settings"
 SNAPSHOTS_TABLE = "metaxy_system__snapshots"
@@ -48,7 +52,7 @@ CHECK_RECORDED_SETTINGS = True
 
 def settings_row(settings: HashSettings) -> pl.DataFrame:
     """The one row recording the store's hash settings."""
-    return pl.DataFrame({"hash": [settings.describe()]})
+    return pl.DataFrame({"hash": [settings_record(settings)]})
 
 
 def adopt_settings(settings: pl.DataFrame, requested: HashSettings | None) -> HashSettings:
@@ -57,7 +61,7 @@ def adopt_settings(settings: pl.DataFrame, requested: HashSettings | None) -> Ha
     Raises:
         HashSettingsMismatchError: other settings were requested; they would stale every sample.
     """
-    recorded = HashSettings.parse(settings["hash"].item(0))
+    recorded = settings_from_record(settings["hash"].item(0))
     if requested is not None and recorded != requested:
         raise HashSettingsMismatchError(
             f"This store was created with hash settings {recorded.describe()}, but "

@@ -25,6 +25,13 @@ class Engine(Protocol):
         """Group by `by`; each `out` column joins its group's `in` strings, sorted, with ','."""
         ...
 
+    def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:
+        """Add `out` columns holding the canonical text of each id column `in`.
+
+        The text is the one `metaxy_core._canonical` defines for the column's dtype.
+        """
+        ...
+
     def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
         """Keep the rows where a filter holds (see `apply_filters`, which checks it first)."""
         ...

@@ -1,10 +1,11 @@
 """Row hash settings: one named algorithm and length, the same bytes on every store."""
 
 import hashlib
+import json
 from dataclasses import dataclass
 from enum import StrEnum
 
-from metaxy_core._errors import SpecError
+from metaxy_core._errors import HashSettingsMismatchError, SpecError
 
 
 class HashAlgorithm(StrEnum):
@@ -67,7 +68,44 @@ class HashSettings:
         return cls(algorithm, None if length in ("", "full") else int(length))
 
 
+# The layout of every row hash input (see `_provenance`), recorded beside the hash settings.
+# Bump it when the layout changes: a store written in another layout would read as stale
+# everywhere, so it is refused instead. Stores recorded before formats were: format 1.
+PROVENANCE_FORMAT = 2
+
+
+def settings_record(settings: HashSettings) -> str:
+    """What a store records: the hash settings and the provenance format, `md5/16/p2`."""
+    return f"{settings.describe()}/p{PROVENANCE_FORMAT}"
+
+
+def settings_from_record(text: str) -> HashSettings:
+    """Inverse of `settings_record`.
+
+    Raises:
+        HashSettingsMismatchError: the store was written in another provenance format.
+        SpecError: the record cannot be read.
+    """
+    described, marker, fmt = text.rpartition("/p")
+    if not marker:
+        described, fmt = text, "1"
+    if not fmt.isdigit():
+        raise SpecError(f"Cannot read hash settings {text!r}: expected 'algorithm/length/pN'.")
+    if int(fmt) != PROVENANCE_FORMAT:
+        raise HashSettingsMismatchError(
+            f"This store recorded hash settings {text!r}: its provenance was composed in "
+            f"format {fmt}, but this version of metaxy_core composes format "
+            f"{PROVENANCE_FORMAT}, so every stored sample would read as stale. Recompute "
+            "the features into a new store."
+        )
+    return HashSettings.parse(described)
+
+
 def definition_hash(*parts: str) -> str:
-    """Hash of definition-level parts (versions of fields, features, projects)."""
-    text = "\x1f".join(parts)
+    """Hash of definition-level parts (versions of fields, features, projects).
+
+    The parts are hashed as a JSON list: a code version may hold any text, and a list
+    keeps its items apart whatever they contain.
+    """
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]

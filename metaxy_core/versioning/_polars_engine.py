@@ -7,6 +7,7 @@ import narwhals as nw
 import polars as pl
 import polars_hash as plh
 
+from metaxy_core._canonical import id_text
 from metaxy_core._filters import Filter
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
@@ -39,6 +40,12 @@ class PolarsEngine:
         native: pl.LazyFrame = frame.to_native()
         aggs = [pl.col(src).sort().str.join(",").alias(out) for out, src in columns.items()]
         return nw.from_native(native.group_by(list(by)).agg(aggs))
+
+    def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:
+        native: pl.LazyFrame = frame.to_native()
+        schema = native.collect_schema()
+        exprs = [id_text(src, schema[src]).alias(out) for out, src in columns.items()]
+        return nw.from_native(native.with_columns(exprs))
 
     def filter(self, frame: nw.LazyFrame[Any], flt: Filter) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()

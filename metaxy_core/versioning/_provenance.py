@@ -1,6 +1,26 @@
-"""Sample provenance as narwhals expressions: what each sample's versions should be now."""
+"""Sample provenance as narwhals expressions: what each sample's versions should be now.
 
-from collections.abc import Mapping
+Every hash input is a row of framed parts, `<length>:<text>` with the length in Unicode
+code points (polars `len_chars`, DuckDB `length`, Python `len`). A framed part says where
+it ends, so no value, whatever text it holds, can pass for another split of the same
+parts, and no separator needs escaping. With F(x) for a framed part:
+
+- field provenance: F(feature path) F(field) F(code version), then for each parent field
+  (sorted) with a data version: F(upstream path) F(upstream field) F(data version). A null
+  parent (an optional dep without a row, an upstream row written before the field was
+  added) is left out, so adding a field upstream moves nothing until the upstream is
+  rewritten with it.
+- root field provenance: F(feature path) F(field) F(code version), then F(input text)
+  unless the input is null.
+- aggregation: an upstream field's data version for a group is its members, each
+  F(id text)... F(data version), sorted and joined with ','. Members with a null data
+  version are left out; a group left with none is null.
+- sample provenance and sample data version: F(field) F(value) for each field, sorted.
+
+Id values and root inputs enter as their canonical text (`metaxy_core._canonical`).
+"""
+
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import narwhals as nw
@@ -9,11 +29,12 @@ from metaxy_core import _columns as C
 from metaxy_core._filters import parse_filters
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
-from metaxy_core._spec import FeatureDep
+from metaxy_core._spec import FeatureDep, FieldSpec
 from metaxy_core.versioning._engine import Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
 
 _INPUT = "__mx_in__"
+_ID = "__mx_id__"
 
 
 def parent_column(upstream: FeatureKey, field: str) -> str:
@@ -21,18 +42,43 @@ def parent_column(upstream: FeatureKey, field: str) -> str:
     return f"__mx_dv__{upstream.table_name}__{field}"
 
 
-def _str(column: str) -> nw.Expr:
-    return nw.col(column).cast(nw.String).fill_null("")
+def input_column(field: str) -> str:
+    """Internal name of a root field's input, as canonical text."""
+    return f"__mx_input__{field}"
+
+
+def framed(*texts: str) -> str:
+    """Literal parts, each framed as `<length>:<text>`."""
+    return "".join(f"{len(t)}:{t}" for t in texts)
+
+
+def _framed(value: nw.Expr) -> nw.Expr:
+    """`<length>:<value>` of a string expression; null where the value is null."""
+    return nw.concat_str([value.str.len_chars().cast(nw.String), nw.lit(":"), value])
+
+
+def _composed(head: str, parts: list[nw.Expr]) -> nw.Expr:
+    """The literal head, then every part that is not null."""
+    return nw.concat_str([nw.lit(head), *parts], ignore_nulls=True)
+
+
+def _field_head(key: FeatureKey, field: FieldSpec) -> str:
+    return framed(key.path, field.key, field.code_version)
+
+
+def _by_field(fields: list[str], column: Callable[[str], str]) -> nw.Expr:
+    """F(field) F(value) for each field, sorted: a sample's provenance or data version input."""
+    parts: list[nw.Expr] = []
+    for f in sorted(fields):
+        parts += [nw.lit(framed(f)), _framed(nw.col(column(f)))]
+    return nw.concat_str(parts)
 
 
 def _with_sample_provenance(
     frame: nw.LazyFrame[Any], fields: list[str], engine: Engine, settings: HashSettings
 ) -> nw.LazyFrame[Any]:
     """Add `metaxy_provenance`: the hash of the sorted per-field provenance values."""
-    parts: list[nw.Expr] = []
-    for i, f in enumerate(sorted(fields)):
-        parts += [nw.lit(("|" if i else "") + f + "="), nw.col(C.provenance_column(f))]
-    frame = frame.with_columns(nw.concat_str(parts).alias(_INPUT + "sample"))
+    frame = frame.with_columns(_by_field(fields, C.provenance_column).alias(_INPUT + "sample"))
     return engine.hash(frame, {C.PROVENANCE: _INPUT + "sample"}, settings).drop(_INPUT + "sample")
 
 
@@ -52,15 +98,18 @@ def root_provenance(
     engine: Engine,
     settings: HashSettings,
 ) -> nw.LazyFrame[Any]:
-    """Provenance of root samples from user-supplied per-field inputs (one column per field)."""
+    """Provenance of root samples from user-supplied per-field inputs.
+
+    `samples` holds, per field, the input's canonical text (`metaxy_core._canonical`,
+    null for no input) in `input_column(field)`; those columns are dropped.
+    """
     spec = graph.spec(feature)
     inputs = {
-        f.key: nw.concat_str(
-            [nw.lit(f"{spec.key.path}/{f.key}@{f.code_version}|input="), _str(f.key)]
-        )
+        f.key: _composed(_field_head(spec.key, f), [_framed(nw.col(input_column(f.key)))])
         for f in spec.fields
     }
-    return _hash_fields(samples, inputs, engine, settings)
+    out = _hash_fields(samples, inputs, engine, settings)
+    return out.drop(*(input_column(f) for f in spec.field_keys))
 
 
 def _upstream_frame(
@@ -87,15 +136,24 @@ def _upstream_frame(
         return frame.select(*up_ids, *(c for c in carried if c not in spec.parent_key), *dv)
     members = [c for c in up_ids if c not in spec.parent_key]
     frame = frame.select(*spec.parent_key, *members, *dv)
-    columns: dict[str, str] = {}
-    for g in needed_fields:
-        col = parent_column(dep.feature, g)
-        key_parts: list[nw.Expr] = []
-        for c in members:
-            key_parts += [_str(c), nw.lit("\x1f")]
-        frame = frame.with_columns(nw.concat_str([*key_parts, nw.lit("="), _str(col)]).alias(col))
-        columns[col] = col
-    return engine.sorted_concat(frame, spec.parent_key, columns)
+    columns = [parent_column(dep.feature, g) for g in needed_fields]
+    return _groups(frame, spec.parent_key, members, columns, engine)
+
+
+def _groups(
+    frame: nw.LazyFrame[Any],
+    by: tuple[str, ...],
+    members: list[str],
+    columns: list[str],
+    engine: Engine,
+) -> nw.LazyFrame[Any]:
+    """Aggregation: one row per group; each data version column lists the group's members."""
+    frame = engine.id_text(frame, {_ID + c: c for c in members})
+    key = [_framed(nw.col(_ID + c)) for c in members]
+    frame = frame.with_columns(nw.concat_str([*key, _framed(nw.col(c))]).alias(c) for c in columns)
+    frame = engine.sorted_concat(frame, by, {c: c for c in columns})
+    # A group of nulls only is '' on some engines and null on others; a member is never ''.
+    return frame.with_columns(nw.when(nw.col(c) != "").then(nw.col(c)).alias(c) for c in columns)
 
 
 def expected_provenance(
@@ -125,18 +183,16 @@ def expected_provenance(
     assert joined is not None, "roots use root_provenance"
     inputs: dict[str, nw.Expr] = {}
     for f in spec.fields:
-        parts: list[nw.Expr] = [nw.lit(f"{spec.key.path}/{f.key}@{f.code_version}")]
-        for up, g in parents[f.key]:
-            parts += [nw.lit(f"|{up.path}/{g}="), _str(parent_column(up, g))]
-        inputs[f.key] = nw.concat_str(parts)
+        parts = [
+            nw.concat_str([nw.lit(framed(up.path, g)), _framed(nw.col(parent_column(up, g)))])
+            for up, g in parents[f.key]
+        ]
+        inputs[f.key] = _composed(_field_head(spec.key, f), parts)
     out = _hash_fields(joined, inputs, engine, settings)
     dv_columns = [parent_column(u, g) for refs in parents.values() for (u, g) in refs]
     return out.drop(*sorted(set(dv_columns)))
 
 
 def data_version_expr(fields: list[str]) -> nw.Expr:
-    """The input string of the sample data version: sorted per-field data versions."""
-    parts: list[nw.Expr] = []
-    for i, f in enumerate(sorted(fields)):
-        parts += [nw.lit(("|" if i else "") + f + "="), nw.col(C.data_version_column(f))]
-    return nw.concat_str(parts)
+    """The input string of the sample data version: the sorted per-field data versions."""
+    return _by_field(fields, C.data_version_column)

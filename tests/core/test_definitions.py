@@ -7,28 +7,29 @@ import metaxy_core as mx
 from tests.core.video import Crop, FaceDetection, Transcript, Video, bump, graph
 
 # Computed once from the video graph and pinned: a change here silently invalidates every
-# stored sample of every user, so it must be deliberate.
+# stored sample of every user, so it must be deliberate. Last changed when definition hashes
+# began hashing their parts as a JSON list (a code version may hold any text).
 GOLDEN_FIELDS = {
-    ("video", "audio"): "b29094b5a1ee1b18",
-    ("video", "frames"): "49ae759982743898",
-    ("crop", "audio"): "8e03d1a6e88b61da",
-    ("crop", "frames"): "1b7318bab9e2e1df",
-    ("face_detection", "faces"): "49ed473a2c390bfe",
-    ("transcript", "text"): "81e6a164aeccb121",
+    ("video", "audio"): "2edb068cd54fb9eb",
+    ("video", "frames"): "91f08b91db91a08a",
+    ("crop", "audio"): "eedae49965129602",
+    ("crop", "frames"): "a1cd0ce6b9323918",
+    ("face_detection", "faces"): "edadc6f3a766a8e8",
+    ("transcript", "text"): "dd0df9cedd3021d3",
 }
 GOLDEN_FEATURES = {
-    "video": "c29c83af04731765",
-    "crop": "5f253fb10e50020a",
-    "face_detection": "1bdbb6e1e25162f5",
-    "transcript": "fcc6510010994da9",
+    "video": "0dd37b55b13e0d2c",
+    "crop": "6279ca097baabee1",
+    "face_detection": "84d4b677afe76eb5",
+    "transcript": "8fffe4780175a91f",
 }
 GOLDEN_CODE = {
-    "video": "d7c6b579b726536e",
-    "crop": "d03ca44b150bf822",
-    "face_detection": "afa1bd3daac8c30d",
-    "transcript": "bb62e4f5b3ef4d8f",
+    "video": "8ee8dbe7bcca4ba2",
+    "crop": "dd82c6680184701b",
+    "face_detection": "6634d2ffceb76b87",
+    "transcript": "cbd790652b4ba7f3",
 }
-GOLDEN_PROJECT = "1417d8c8c404c574"
+GOLDEN_PROJECT = "69660ffb9fed2368"
 
 
 def field_versions(g: mx.FeatureGraph) -> dict[tuple[str, str], str]:
@@ -180,3 +181,32 @@ def test_new_upstream_field_moves_fields_that_read_all_fields():
         field_versions(before),
         {k: v for k, v in field_versions(after).items() if k in field_versions(before)},
     ) == {("b", "summary")}
+
+
+def test_code_versions_cannot_imitate_other_parts():
+    """A code version may hold any text, the old separator and '=' included."""
+    one = mx.FeatureSpec(
+        "a", id_columns=["id"], fields=[mx.FieldSpec("x", code_version="1\x1fy=2")]
+    )
+    two = mx.FeatureSpec(
+        "a",
+        id_columns=["id"],
+        fields=[mx.FieldSpec("x", code_version="1"), mx.FieldSpec("y", code_version="2")],
+    )
+    assert mx.feature_code_version(mx.FeatureGraph([one]), "a") != mx.feature_code_version(
+        mx.FeatureGraph([two]), "a"
+    )
+    # A root field whose code version spells a parent reference vs a field with that parent.
+    up = mx.FeatureSpec("up", id_columns=["id"], fields=["x"])
+    root = mx.FeatureSpec("b", id_columns=["id"], fields=[mx.FieldSpec("x", code_version="1")])
+    child = mx.FeatureSpec("b", id_columns=["id"], fields=["x"], deps=["up"])
+    up_version = mx.field_version(mx.FeatureGraph([up]), "up", "x")
+    tricky = mx.FeatureSpec(
+        "b", id_columns=["id"], fields=[mx.FieldSpec("x", code_version=f"1\x1fup:x={up_version}")]
+    )
+    versions = {
+        mx.field_version(mx.FeatureGraph([root]), "b", "x"),
+        mx.field_version(mx.FeatureGraph([up, child]), "b", "x"),
+        mx.field_version(mx.FeatureGraph([tricky]), "b", "x"),
+    }
+    assert len(versions) == 3

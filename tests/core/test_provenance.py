@@ -15,6 +15,11 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
+def framed(*texts: str) -> str:
+    """The documented layout of a hash input: each part as `<length in code points>:<text>`."""
+    return "".join(f"{len(t)}:{t}" for t in texts)
+
+
 def root_rows(store: mx.MetadataStore, samples: pl.DataFrame, **values) -> mx.Increment:
     return compute_increment(store, "video", values or {"path": "v.mp4"}, samples=samples)
 
@@ -25,10 +30,11 @@ def root_rows(store: mx.MetadataStore, samples: pl.DataFrame, **values) -> mx.In
 def test_root_provenance_folds_code_version_and_input_md5():
     store = mx.MemoryStore(graph(), hash_settings=mx.HashSettings("md5"))
     row = store.resolve_update("video", samples=inputs(1)).new.row(0, named=True)
-    audio, frames = md5("video/audio@1|input=a0"), md5("video/frames@1|input=f0")
+    audio = md5(framed("video", "audio", "1", "a0"))
+    frames = md5(framed("video", "frames", "1", "f0"))
     assert row[C.provenance_column("audio")] == audio
     assert row[C.provenance_column("frames")] == frames
-    assert row[C.PROVENANCE] == md5(f"audio={audio}|frames={frames}")
+    assert row[C.PROVENANCE] == md5(framed("audio", audio, "frames", frames))
 
 
 def test_downstream_provenance_reads_exactly_the_parent_fields_md5():
@@ -41,17 +47,28 @@ def test_downstream_provenance_reads_exactly_the_parent_fields_md5():
     assert dv == {
         f: video[C.provenance_column(f)] for f in dv
     }  # no override: data version = provenance
-    assert crop[C.provenance_column("audio")] == md5(f"crop/audio@1|video/audio={dv['audio']}")
-    assert crop[C.provenance_column("frames")] == md5(f"crop/frames@1|video/frames={dv['frames']}")
+    assert crop[C.provenance_column("audio")] == md5(
+        framed("crop", "audio", "1", "video", "audio", dv["audio"])
+    )
+    assert crop[C.provenance_column("frames")] == md5(
+        framed("crop", "frames", "1", "video", "frames", dv["frames"])
+    )
     stored_crop = store.read("crop").row(0, named=True)
     face_inputs = md5(
-        f"face_detection/faces@1|crop/frames={stored_crop[C.data_version_column('frames')]}"
+        framed(
+            "face_detection",
+            "faces",
+            "1",
+            "crop",
+            "frames",
+            stored_crop[C.data_version_column("frames")],
+        )
     )
     faces = store.resolve_update("face_detection").new.row(0, named=True)
     assert faces[C.provenance_column("faces")] == face_inputs
     transcript = store.resolve_update("transcript").new.row(0, named=True)
     assert transcript[C.provenance_column("text")] == md5(
-        f"transcript/text@1|video/audio={dv['audio']}"
+        framed("transcript", "text", "1", "video", "audio", dv["audio"])
     )
 
 
@@ -60,7 +77,12 @@ def test_sample_data_version_hashes_sorted_field_data_versions():
     root_rows(store, inputs(1))
     row = store.read("video").row(0, named=True)
     expected = md5(
-        f"audio={row[C.data_version_column('audio')]}|frames={row[C.data_version_column('frames')]}"
+        framed(
+            "audio",
+            row[C.data_version_column("audio")],
+            "frames",
+            row[C.data_version_column("frames")],
+        )
     )
     assert row[C.DATA_VERSION] == expected
 
@@ -69,7 +91,9 @@ def test_sample_data_version_hashes_sorted_field_data_versions():
 
 
 # xxh3_64 has no independent implementation in this environment: its values are pinned.
-XXH3_ROOT_S0000 = ("14947042360501663725", "6090240525754533849", "652003653559600034")
+# Provenance format 2 (framed parts) changed them from format 1's separator-joined text.
+ROOT_AUDIO_S0000 = framed("video", "audio", "1", "a0")
+XXH3_ROOT_S0000 = ("14337450321778703028", "3472817235444639578", "9498507279526665630")
 
 
 @pytest.mark.parametrize(
@@ -80,15 +104,15 @@ XXH3_ROOT_S0000 = ("14947042360501663725", "6090240525754533849", "6520036535596
             mx.HashSettings("xxh3_64", length=8),
             lambda v: v[:2] == tuple(x[:8] for x in XXH3_ROOT_S0000[:2]),
         ),
-        (mx.HashSettings("md5"), lambda v: v[0] == md5("video/audio@1|input=a0")),
-        (mx.HashSettings("md5", length=10), lambda v: v[0] == md5("video/audio@1|input=a0")[:10]),
+        (mx.HashSettings("md5"), lambda v: v[0] == md5(ROOT_AUDIO_S0000)),
+        (mx.HashSettings("md5", length=10), lambda v: v[0] == md5(ROOT_AUDIO_S0000)[:10]),
         (
             mx.HashSettings("sha256"),
-            lambda v: v[0] == hashlib.sha256(b"video/audio@1|input=a0").hexdigest(),
+            lambda v: v[0] == hashlib.sha256(ROOT_AUDIO_S0000.encode()).hexdigest(),
         ),
         (
             mx.HashSettings("sha256", length=12),
-            lambda v: v[0] == hashlib.sha256(b"video/audio@1|input=a0").hexdigest()[:12],
+            lambda v: v[0] == hashlib.sha256(ROOT_AUDIO_S0000.encode()).hexdigest()[:12],
         ),
     ],
     ids=["xxh3", "xxh3/8", "md5", "md5/10", "sha256", "sha256/12"],
@@ -380,9 +404,10 @@ def test_filters_apply_after_rename():
 
 
 def test_bad_filter_is_a_spec_error_when_the_dep_is_built():
-    with pytest.raises(mx.SpecError, match=r"Dep on clip: Filter 'duration >>>> \(' does not parse"):
+    with pytest.raises(
+        mx.SpecError, match=r"Dep on clip: Filter 'duration >>>> \(' does not parse"
+    ):
         options_graph(dep_filters=["duration >>>> ("])
-
 
 
 def test_target_filters_restrict_the_increment():
@@ -419,3 +444,140 @@ def test_target_filter_on_unknown_column_is_a_spec_error():
         mx.SpecError, match=r"unknown column\(s\) \['nope'\]; available: .*'clip_path'"
     ):
         store.resolve_update("enriched", filters=["nope > 1"])
+
+
+# -- null parents and unambiguous composition --------------------------------------------------
+
+
+def abc_graph(b_fields: list[str]) -> mx.FeatureGraph:
+    """a{x} -> b{b_fields} -> c{y}; c.y reads every field of b (b has no field y)."""
+    return mx.FeatureGraph(
+        [
+            mx.FeatureSpec("a", id_columns=["id"], fields=["x"]),
+            mx.FeatureSpec("b", id_columns=["id"], fields=b_fields, deps=["a"]),
+            mx.FeatureSpec("c", id_columns=["id"], fields=["y"], deps=["b"]),
+        ]
+    )
+
+
+def test_a_field_added_upstream_moves_nothing_until_the_upstream_is_rewritten():
+    store = mx.MemoryStore(abc_graph(["x"]))
+    compute_increment(store, "a", {}, samples=pl.DataFrame({"id": ["1", "2"], "x": ["v1", "v2"]}))
+    compute_increment(store, "b", {})
+    compute_increment(store, "c", {})
+    stored = store.read("c").sort("id")[C.provenance_column("y")]
+
+    store.graph = abc_graph(["x", "z"])  # b's rows have no data version for z yet: null
+    inc = store.resolve_update("c")  # expected provenance == stored, field by field
+    assert inc.is_empty, inc.describe()
+    # b itself has work to do: its new field z.
+    b = store.resolve_update("b")
+    assert b.stale_fields() and set(b.stale_fields()) == {"z"}
+    compute_increment(store, "b", {})
+
+    inc = store.resolve_update("c")
+    assert inc.counts() == {"new": 0, "stale": 2, "orphaned": 0}
+    assert inc.stale_fields() == {"y": {"upstream": 2}}
+    assert not set(inc.stale.sort("id")[C.provenance_column("y")]) & set(stored)
+
+
+def test_a_missing_optional_parent_differs_from_an_empty_data_version():
+    video = mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio"])
+    label = mx.FeatureSpec("label", id_columns=["sample_id"], fields=["label"])
+    both = mx.FeatureSpec(
+        "both",
+        id_columns=["sample_id"],
+        fields=["audio"],
+        deps=["video", mx.FeatureDep("label", optional=True)],
+    )
+    store = mx.MemoryStore(mx.FeatureGraph([video, label, both]))
+    samples = pl.DataFrame({"sample_id": ["s1", "s2"], "audio": ["a", "a"]})
+    compute_increment(store, "video", {}, samples=samples)
+    labels = pl.DataFrame({"sample_id": ["s2"], "label": ["l"]})
+    rows = store.resolve_update("label", samples=labels).new
+    store.write("label", rows.with_columns(pl.lit("").alias(C.data_version_column("label"))))
+    new = store.resolve_update("both").new.sort("sample_id")
+    # s1 has no label row (left out); s2's label has the empty data version (framed as "0:").
+    assert new[C.provenance_column("audio")].n_unique() == 2
+
+
+def test_root_inputs_of_every_dtype_have_one_text_and_null_is_not_empty():
+    import datetime as dt
+    from decimal import Decimal
+
+    spec = mx.FeatureSpec("r", id_columns=["id"], fields=["v"])
+    store = mx.MemoryStore(mx.FeatureGraph([spec]), hash_settings=mx.HashSettings("md5"))
+
+    def audio_of(values: pl.Series) -> list[str]:
+        samples = pl.DataFrame({"id": [str(i) for i in range(len(values))], "v": values})
+        new = store.resolve_update("r", samples=samples).new.sort("id")
+        return new[C.provenance_column("v")].to_list()
+
+    def text(t: str | None) -> str:
+        return md5(framed("r", "v", "1") + ("" if t is None else framed(t)))
+
+    cases = [
+        (pl.Series(["a", "", None]), ["a", "", None]),
+        (pl.Series([-3, 7], dtype=pl.Int8), ["-3", "7"]),
+        (pl.Series([2**64 - 1], dtype=pl.UInt64), [str(2**64 - 1)]),
+        (pl.Series([True, False]), ["true", "false"]),
+        (
+            pl.Series([0.1, -0.0, 0.0, float("nan")]),
+            ["4591870180066957722", "0", "0", "9221120237041090560"],
+        ),
+        (pl.Series([1e20], dtype=pl.Float32), [str(0x4415AF1D80000000)]),
+        (pl.Series([b"\x00\xff"]), ["00ff"]),
+        (pl.Series([dt.date(1969, 12, 31)]), ["-1"]),
+        (pl.Series([dt.datetime(1970, 1, 1, 0, 0, 1)], dtype=pl.Datetime("ns")), ["1000000"]),
+        (
+            pl.Series([dt.datetime(1970, 1, 1, 5, 30, tzinfo=dt.UTC)]).dt.convert_time_zone(
+                "Asia/Kolkata"
+            ),
+            ["19800000000"],
+        ),
+        (pl.Series([Decimal("-0.50")], dtype=pl.Decimal(5, 2)), ["-0.50"]),
+        (pl.Series([None, None], dtype=pl.Null), [None, None]),
+    ]
+    for values, texts in cases:
+        assert audio_of(values) == [text(t) for t in texts], values.dtype
+
+
+def test_ids_without_one_text_on_every_store_are_refused_at_definition():
+    spec = mx.FeatureSpec("a", id_columns=["k"], fields=["x"])
+    for dtype, reason in [
+        (pl.Float64(), "floats compare unreliably"),
+        (pl.UInt32(), "no unsigned integers"),
+        (pl.Datetime("ns"), r"declare Datetime\('us'\)"),
+        (pl.Binary(), "hex text"),
+        (pl.List(pl.String), "no canonical text"),
+    ]:
+        with pytest.raises(mx.SpecError, match=rf"Feature a: id column 'k' has dtype .*{reason}"):
+            mx.FeatureDefinition(spec, {"k": dtype})
+
+    class Scored(mx.Feature, spec=mx.FeatureSpec("scored", id_columns=["score"], fields=["x"])):
+        score: float
+
+    with pytest.raises(mx.SpecError, match="id column 'score' has dtype Float64"):
+        mx.FeatureGraph([Scored])
+    for dtype in (
+        pl.Int8,
+        pl.Int64(),
+        pl.Boolean(),
+        pl.Decimal(10, 2),
+        pl.Date(),
+        pl.Datetime("us", "Asia/Kolkata"),
+    ):
+        mx.FeatureDefinition(spec, {"k": dtype})
+
+
+def test_a_store_written_in_an_older_provenance_format_is_refused(tmp_path):
+    from metaxy_core.stores._system_tables import SETTINGS_TABLE
+
+    with mx.DuckDBStore(tmp_path / "m.duckdb", graph()) as store:
+        store._append(SETTINGS_TABLE, pl.DataFrame({"hash": ["md5/full"]}))  # format 1 record
+    with pytest.raises(mx.HashSettingsMismatchError, match=r"'md5/full'.*format 1.*format 2"):
+        mx.DuckDBStore(tmp_path / "m.duckdb", graph())
+    with mx.DuckDBStore(tmp_path / "new.duckdb", graph()) as store:
+        compute_increment(store, "video", {"path": "p"}, samples=inputs(1))
+    with mx.DuckDBStore(tmp_path / "new.duckdb", graph()) as store:
+        assert store.hash_settings == mx.HashSettings()

@@ -5,7 +5,10 @@ latest rows and full history (minus write ids and times) must equal the referenc
 each hash algorithm.
 """
 
+import datetime as dt
+import hashlib
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 
 import polars as pl
@@ -116,3 +119,129 @@ def test_every_store_matches_memory(kind, settings, tmp_path):
         assert got.schema == want.schema, f"frame {i}: {got.schema} != {want.schema}"
         assert got.equals(want), f"frame {i} differs:\n{got}\n{want}"
     assert any(f.height for f in reference[: -len(ORDER) * 2]), "the scenario produced increments"
+
+
+# -- identity: regressions found at the edges -------------------------------------------------
+
+ALL_STORES: dict[str, Callable[[mx.FeatureGraph, Path], mx.MetadataStore]] = {
+    "memory": lambda g, d: mx.MemoryStore(g, hash_settings=mx.HashSettings("md5")),
+    "duckdb": lambda g, d: mx.DuckDBStore(d / "m.duckdb", g, hash_settings=mx.HashSettings("md5")),
+    "delta": lambda g, d: DeltaStore(d / "delta", g, hash_settings=mx.HashSettings("md5")),  # type: ignore[misc]
+}
+
+
+def mix_graph() -> mx.FeatureGraph:
+    """video{audio, frames} -> mix{mix}: mix reads both fields of video."""
+    video = mx.FeatureSpec("video", id_columns=["sample_id"], fields=["audio", "frames"])
+    mix = mx.FeatureSpec("mix", id_columns=["sample_id"], fields=["mix"], deps=["video"])
+    return mx.FeatureGraph([video, mix])
+
+
+@pytest.mark.parametrize("kind", list(ALL_STORES))
+def test_data_version_overrides_holding_separators_never_collide(kind, tmp_path):
+    # Each pair splits the same text differently between the two fields: with parts joined
+    # by separators (format 1), each pair hashed alike.
+    overrides = {
+        "s1": ("A|video/frames=B", "C"),  # collided with s2 in mix's field provenance
+        "s2": ("A", "B|video/frames=C"),
+        "s3": ("A|frames=B", "C"),  # collided with s4 in video's sample data version
+        "s4": ("A", "B|frames=C"),
+        "s5": ("1:A", ""),  # framed-looking text and empty values stay apart too
+        "s6": ("", "1:A"),
+    }
+    samples = pl.DataFrame({"sample_id": list(overrides), "audio": "x", "frames": "y"})
+    with ALL_STORES[kind](mix_graph(), tmp_path) as store:
+        rows = store.resolve_update("video", samples=samples).new.sort("sample_id")
+        store.write(
+            "video",
+            rows.with_columns(
+                pl.Series(C.data_version_column("audio"), [a for a, _ in overrides.values()]),
+                pl.Series(C.data_version_column("frames"), [f for _, f in overrides.values()]),
+            ),
+        )
+        video = store.read("video").sort("sample_id")
+        mix = store.resolve_update("mix").new.sort("sample_id")
+    assert video[C.DATA_VERSION].n_unique() == len(overrides), video
+    assert mix[C.provenance_column("mix")].n_unique() == len(overrides), mix
+    assert mix[C.PROVENANCE].n_unique() == len(overrides)
+
+
+def event_graph() -> mx.FeatureGraph:
+    """event (members keyed by datetime, date, decimal, bool) -> user (N:1 on user_id)."""
+    spec = mx.FeatureSpec(
+        "event", id_columns=["user_id", "at", "day", "amount", "flag"], fields=["e"]
+    )
+    event = mx.FeatureDefinition(
+        spec,
+        {
+            "user_id": pl.String(),
+            "at": pl.Datetime("us", "UTC"),
+            "day": pl.Date(),
+            "amount": pl.Decimal(10, 2),
+            "flag": pl.Boolean(),
+        },
+    )
+    user = mx.FeatureSpec(
+        "user",
+        id_columns=["user_id"],
+        fields=["summary"],
+        deps=[mx.FeatureDep("event", lineage=mx.Lineage.aggregation(on=["user_id"]))],
+    )
+    return mx.FeatureGraph([event, user])
+
+
+def events() -> pl.DataFrame:
+    return pl.DataFrame(
+        {
+            "user_id": ["u1", "u1", "u2"],
+            "at": [
+                dt.datetime(2024, 1, 1, 12, 30, 0, 5),
+                dt.datetime(1969, 12, 31, 23, 59),
+                dt.datetime(1, 1, 1),
+            ],
+            "day": [dt.date(2024, 1, 1), dt.date(1969, 12, 31), dt.date(9999, 12, 31)],
+            "amount": [Decimal("1.50"), Decimal("-0.01"), Decimal("0")],
+            "flag": [True, False, True],
+            "e": ["e1", "e2", "e3"],
+        },
+        schema_overrides={"at": pl.Datetime("us", "UTC"), "amount": pl.Decimal(10, 2)},
+    )
+
+
+def framed(*texts: str) -> str:
+    return "".join(f"{len(t)}:{t}" for t in texts)
+
+
+def md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
+
+
+def group_provenance(kind: str, tmp_path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
+    with ALL_STORES[kind](event_graph(), tmp_path) as store:
+        rows = store.resolve_update("event", samples=events()).new
+        store.write("event", rows)
+        event = store.read("event")
+        user = store.resolve_update("user").new
+    amounts = event["amount"].cast(pl.String)
+    dv = dict(zip(amounts, event[C.data_version_column("e")], strict=True))
+    return user.select("user_id", C.provenance_column("summary"), C.PROVENANCE).sort("user_id"), dv
+
+
+@pytest.mark.parametrize("kind", list(ALL_STORES))
+def test_aggregation_members_keyed_by_datetimes_hash_alike_on_every_store(kind, tmp_path):
+    got, dv = group_provenance(kind, tmp_path)
+
+    # Members: the canonical text of each id (`metaxy_core._canonical`), then the data version.
+    def member(at_us: str, days: str, amount: str, flag: str) -> str:
+        return framed(at_us, days, amount, flag, dv[amount])
+
+    u1 = sorted(
+        [
+            member("1704112200000005", "19723", "1.50", "true"),
+            member("-60000000", "-1", "-0.01", "false"),
+        ]
+    )
+    u1_summary = md5(framed("user", "summary", "1", "event", "e", ",".join(u1)))
+    assert got.row(0)[:2] == ("u1", u1_summary)
+    u2 = member("-62135596800000000", "2932896", "0.00", "true")
+    assert got.row(1)[:2] == ("u2", md5(framed("user", "summary", "1", "event", "e", u2)))
