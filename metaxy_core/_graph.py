@@ -13,6 +13,7 @@ from metaxy_core._definition import FeatureDefinition, as_definition
 from metaxy_core._errors import GraphError, SpecError, UnknownFeatureError
 from metaxy_core._feature import Feature
 from metaxy_core._filters import parse_filter
+from metaxy_core._guard import guard_public_methods
 from metaxy_core._keys import FeatureKey
 from metaxy_core._snapshots import definition_from_dict, definition_to_dict
 from metaxy_core._spec import FeatureDep, FeatureSpec, FieldDep, FieldSpec, key_of
@@ -386,3 +387,6 @@ class FeatureGraph:
         from metaxy_core.versioning import project_version
 
         return project_version(self)
+
+
+guard_public_methods(FeatureGraph)  # wrong argument shapes raise SpecError, not TypeError

@@ -6,6 +6,7 @@ from typing import Any, Literal, cast
 
 from metaxy_core._errors import SpecError
 from metaxy_core._filters import parse_filter
+from metaxy_core._guard import guard_public_methods
 from metaxy_core._keys import FeatureKey, validate_column_name, validate_field_key
 
 LineageKind = Literal["identity", "aggregation", "expansion"]
@@ -430,3 +431,7 @@ class FeatureSpec:
                 old.key, code_version=code_version, deps=old.deps, description=old.description
             )
         )
+
+
+for _spec_class in (Lineage, FieldDep, FieldSpec, FeatureDep, FeatureSpec):
+    guard_public_methods(_spec_class)  # wrong argument shapes raise SpecError, not TypeError

@@ -49,6 +49,8 @@ class HashSettings:
             names = ", ".join(a.value for a in HashAlgorithm)
             raise SpecError(f"Unknown hash algorithm {algorithm!r}; use one of: {names}.") from None
         object.__setattr__(self, "length", length)
+        if length is not None and (not isinstance(length, int) or isinstance(length, bool)):
+            raise SpecError(f"Hash length must be an integer or None, got {length!r}.")
         if self.length is not None and not 8 <= self.length <= _FULL_LENGTH[self.algorithm]:
             raise SpecError(
                 f"Hash length {self.length} is out of range for {self.algorithm.value}: "
@@ -62,6 +64,8 @@ class HashSettings:
     @classmethod
     def parse(cls, text: str) -> "HashSettings":
         """Inverse of `describe` (e.g. settings recorded in a store)."""
+        if not isinstance(text, str):
+            raise SpecError(f"Cannot read hash settings {text!r}: expected 'algorithm/length'.")
         algorithm, _, length = text.partition("/")
         if length not in ("", "full") and not length.isdigit():
             raise SpecError(f"Cannot read hash settings {text!r}: expected 'algorithm/length'.")
