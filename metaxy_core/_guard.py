@@ -42,7 +42,19 @@ def store_error(store: Any, method: str, args: tuple[Any, ...], exc: BaseExcepti
     location = getattr(store, "uri", None) or getattr(store, "path", None)
     where = f"{type(store).__name__}({str(location)!r})" if location else type(store).__name__
     action = "opening the store" if method == "__init__" else f"{method}(){_feature_of(args)}"
-    return StoreError(f"{where}: {action} failed: {type(exc).__name__}: {exc}")
+    detail = f"{type(exc).__name__}: {exc}{_explained(store, exc)}"
+    return StoreError(f"{where}: {action} failed: {detail}")
+
+
+def _explained(store: Any, exc: BaseException) -> str:
+    """What the store itself can add about a failure (DeltaStore: damaged data files)."""
+    explain = getattr(store, "_explain_failure", None)
+    if not callable(explain):
+        return ""
+    try:
+        return str(explain(exc))
+    except Exception:  # an explanation must never hide the error it explains
+        return ""
 
 
 def argument_error(owner: Any, name: str, args: tuple[Any, ...], exc: BaseException) -> MetaxyError:

@@ -141,3 +141,32 @@ def test_a_compaction_racing_an_append_does_not_vouch(store, tmp_path):
     store._compact_snapshot(snapshot, "video", ["sample_id"], keep_history=False)
     assert not _holds_one_row_per_sample(DeltaTable(path))  # 3 vouched, 4 present
     assert store.read("video")["path"].to_list() == ["v0.mp4", "v0.mp4", "late.mp4"]
+
+
+# -- errors name the table and the file ------------------------------------------------------
+
+
+def test_a_truncated_data_file_is_named_in_a_store_error(store, tmp_path):
+    write_root(store, "video", inputs(50), path="v.mp4")
+    (data,) = (tmp_path / "delta" / "video").glob("*.parquet")
+    data.write_bytes(data.read_bytes()[: data.stat().st_size // 2])
+    reopened = mx.DeltaStore(tmp_path / "delta", graph())
+    with pytest.raises(mx.StoreError) as error:
+        reopened.read("video")
+    reopened.close()
+    # The reader panics (pyo3's PanicException is no Exception); the store names the file.
+    assert type(error.value.__cause__).__name__ == "PanicException"
+    assert "read() on feature video" in str(error.value)
+    assert f"Damaged data file(s) (missing, or not the size the Delta log recorded): {data}" in (
+        str(error.value)
+    )
+
+
+def test_a_corrupt_commit_is_named_with_its_feature_and_table(store, tmp_path):
+    write_root(store, "video", inputs(3), path="v.mp4")
+    table = tmp_path / "delta" / "video"
+    (table / "_delta_log" / "00000000000000000001.json").write_text("{not json\n")
+    with pytest.raises(mx.StoreError, match="Could not open feature video") as error:
+        mx.DeltaStore(tmp_path / "delta", graph())  # opening reads the stored schemas
+    assert f"(Delta table {table})" in str(error.value)
+    assert error.value.__cause__ is not None
