@@ -21,7 +21,7 @@ import dataclasses
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import cast
+from typing import Any, cast
 
 import polars as pl
 
@@ -46,6 +46,7 @@ from metaxy_core._filter_tree import (
     Not,
     columns_of,
     literal_kind,
+    render,
 )
 
 # -- compiling ---------------------------------------------------------------------------------
@@ -110,34 +111,33 @@ def _null(kind: Kind) -> Compiled:
 
 
 def _literal(node: Literal) -> Compiled:
-    compiled = _literal_value(node)
-    return Compiled(compiled.kind, compiled.expr, compiled.sql, constant=True)
-
-
-def _literal_value(node: Literal) -> Compiled:
     value, kind = node.value, literal_kind(node.value)
+    return Compiled(kind, pl.lit(value, _polars_type(kind)), _literal_sql(value), constant=True)
+
+
+def _literal_sql(value: Any) -> str:
+    """A literal as DuckDB SQL, typed as polars types it."""
+    kind = literal_kind(value)
     match kind.name:
         case "null":
-            return Compiled(NULL, pl.lit(None, pl.Boolean()), "NULL")
+            return "NULL"
         case "boolean":
-            return Compiled(kind, pl.lit(value, pl.Boolean()), "TRUE" if value else "FALSE")
+            return "TRUE" if value else "FALSE"
         case "integer":
-            return Compiled(kind, pl.lit(value, pl.Int64()), f"CAST({value} AS BIGINT)")
+            return f"CAST({value} AS BIGINT)"
         case "float":  # through text: DuckDB would read a bare 0.3 as a DECIMAL
-            return Compiled(kind, pl.lit(value, pl.Float64()), f"CAST('{value!r}' AS DOUBLE)")
+            return f"CAST('{value!r}' AS DOUBLE)"
         case "text":
-            return Compiled(kind, pl.lit(value, pl.String()), quote_text(value))
+            return quote_text(value)
         case "date":
-            return Compiled(kind, pl.lit(value, pl.Date()), f"DATE '{value.isoformat()}'")
+            return f"DATE '{value.isoformat()}'"
         case _:
             sql_type = "TIMESTAMPTZ" if kind.time_zone else "TIMESTAMP"
-            text = value.isoformat(sep=" ", timespec="microseconds")
-            return Compiled(kind, pl.lit(value, _polars_type(kind)), f"{sql_type} '{text}'")
+            return f"{sql_type} '{value.isoformat(sep=' ', timespec='microseconds')}'"
 
 
-def _common(a: Compiled, b: Compiled, what: str) -> Kind:
+def _common(ka: Kind, kb: Kind, what: str) -> Kind:
     """The kind two values are compared or combined as, or a FilterTypeError."""
-    ka, kb = a.kind, b.kind
     if ka == NULL or kb == NULL:
         return kb if ka == NULL else ka
     if ka.numeric and kb.numeric:
@@ -193,13 +193,15 @@ def _boolean(value: Compiled, node: Node) -> Compiled:
     if value.kind == NULL:
         return _null(BOOLEAN)
     if value.kind != BOOLEAN:
-        raise FilterTypeError(f"{node.text!r} is {value.kind.describe()}, not a condition")
+        raise FilterTypeError(f"{render(node)!r} is {value.kind.describe()}, not a condition")
     return value
 
 
 def _numeric(value: Compiled, node: Node, op: str) -> None:
     if not (value.kind.numeric or value.kind == NULL):
-        raise FilterTypeError(f"{op} needs numbers, but {node.text!r} is {value.kind.describe()}")
+        raise FilterTypeError(
+            f"{op} needs numbers, but {render(node)!r} is {value.kind.describe()}"
+        )
 
 
 _COMPARE: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
@@ -214,7 +216,7 @@ _COMPARE: dict[str, Callable[[pl.Expr, pl.Expr], pl.Expr]] = {
 
 def _compare(node: Compare, kinds: Mapping[str, Kind]) -> Compiled:
     left, right = compile_tree(node.left, kinds), compile_tree(node.right, kinds)
-    kind = _common(left, right, "compare")
+    kind = _common(left.kind, right.kind, "compare")
     if NULL in (left.kind, right.kind):  # SQL: a comparison with NULL is NULL
         return _null(BOOLEAN)
     if kind.name == "datetime":  # zoned values compare as UTC instants
@@ -225,10 +227,9 @@ def _compare(node: Compare, kinds: Mapping[str, Kind]) -> Compiled:
 
 def _in(node: In, kinds: Mapping[str, Kind]) -> Compiled:
     operand = compile_tree(node.operand, kinds)
-    values = [_literal(v) for v in node.values]
     kind = operand.kind
-    for value in values:
-        kind = _common(Compiled(kind, operand.expr, operand.sql), value, "compare")
+    for value in node.values:  # no polars literal per value: lists may be long
+        kind = _common(kind, literal_kind(value.value), "compare")
     present = [v for v in node.values if v.value is not None]
     if operand.kind == NULL or not present:
         return _null(BOOLEAN)
@@ -240,10 +241,19 @@ def _in(node: In, kinds: Mapping[str, Kind]) -> Compiled:
         listed = pl.Series([v.value for v in present], dtype=_polars_type(kind)).implode()
         found = operand.expr.is_in(listed)
         hit = pl.when(operand.expr.is_null()).then(pl.lit(None, pl.Boolean())).otherwise(found)
-    if len(present) < len(values):  # a NULL in the list turns "not found" into NULL
+    if len(present) < len(node.values):  # a NULL in the list turns "not found" into NULL
         hit = hit | pl.lit(None, pl.Boolean())
-    sql_values = ", ".join(v.sql for v in values)
+    sql_values = ", ".join(_literal_sql(v.value) for v in node.values)
     return Compiled(BOOLEAN, hit, f"({operand.sql} IN ({sql_values}))")
+
+
+def _balanced(exprs: list[pl.Expr], *, and_: bool) -> pl.Expr:
+    """`&` or `|` (three-valued in polars) over many operands, as a shallow tree."""
+    while len(exprs) > 1:
+        pairs = zip(exprs[::2], exprs[1::2], strict=False)
+        merged = [(a & b) if and_ else (a | b) for a, b in pairs]
+        exprs = merged + ([exprs[-1]] if len(exprs) % 2 else [])
+    return exprs[0]
 
 
 _UPPER, _LOWER = "ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz"
@@ -300,7 +310,7 @@ def _like(node: Like, kinds: Mapping[str, Kind]) -> Compiled:
     operand = compile_tree(node.operand, kinds)
     if operand.kind not in (TEXT, NULL):
         raise FilterTypeError(
-            f"LIKE needs text, but {node.operand.text!r} is {operand.kind.describe()}"
+            f"LIKE needs text, but {render(node.operand)!r} is {operand.kind.describe()}"
         )
     if operand.kind == NULL or node.pattern is None:
         return _null(BOOLEAN)
@@ -320,7 +330,7 @@ def _arith(node: Arith, kinds: Mapping[str, Kind]) -> Compiled:
     _numeric(right, node.right, node.op)
     if node.op in ("//", "%") and FLOAT in (left.kind, right.kind):
         raise FilterTypeError(f"{node.op} needs integers; use / and round() for floats")
-    kind = FLOAT if node.op == "/" else _common(left, right, "combine")
+    kind = FLOAT if node.op == "/" else _common(left.kind, right.kind, "combine")
     if kind == NULL:
         kind = INTEGER
     if NULL in (left.kind, right.kind):
@@ -357,7 +367,7 @@ def _call(node: Call, kinds: Mapping[str, Kind]) -> Compiled:
         case "lower" | "upper" | "length":
             if first.kind not in (TEXT, NULL):
                 raise FilterTypeError(
-                    f"{node.name}() needs text, but {node.args[0].text!r} is "
+                    f"{node.name}() needs text, but {render(node.args[0])!r} is "
                     f"{first.kind.describe()}"
                 )
             if node.name == "length":
@@ -402,7 +412,7 @@ def _round(value: Compiled, node: Call) -> Compiled:
 def _coalesce(args: list[Compiled]) -> Compiled:
     kind = args[0].kind
     for arg in args[1:]:
-        kind = _common(Compiled(kind, arg.expr, arg.sql), arg, "coalesce")
+        kind = _common(kind, arg.kind, "coalesce")
     if kind == NULL:
         return Compiled(NULL, pl.lit(None, pl.Boolean()), "NULL")
     values = [_as(a, kind, sql=False) for a in args]
@@ -430,11 +440,10 @@ def _compile(node: Node, kinds: Mapping[str, Kind]) -> Compiled:
             return _literal(node)
         case Compare():
             return _compare(node, kinds)
-        case Logic(op=op, left=left, right=right):
-            a = _boolean(compile_tree(left, kinds), left)
-            b = _boolean(compile_tree(right, kinds), right)
-            expr = a.expr & b.expr if op == "AND" else a.expr | b.expr
-            return Compiled(BOOLEAN, expr, f"({a.sql} {op} {b.sql})")
+        case Logic(op=op, operands=operands):
+            parts = [_boolean(compile_tree(o, kinds), o) for o in operands]
+            expr = _balanced([p.expr for p in parts], and_=op == "AND")
+            return Compiled(BOOLEAN, expr, "(" + f" {op} ".join(p.sql for p in parts) + ")")
         case Not(operand=operand):
             a = _boolean(compile_tree(operand, kinds), operand)
             return Compiled(BOOLEAN, ~a.expr, f"(NOT {a.sql})")

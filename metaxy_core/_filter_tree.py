@@ -13,14 +13,11 @@ import narwhals as nw
 import polars as pl
 
 # -- nodes -------------------------------------------------------------------------------------
-# Each node keeps the text it was parsed from, for error messages.
 
 
 @dataclass(frozen=True)
 class Node:
-    """A node of a validated filter tree."""
-
-    text: str
+    """A node of a validated filter tree (`render` gives its text back, for messages)."""
 
 
 @dataclass(frozen=True)
@@ -44,9 +41,10 @@ class Compare(Node):
 
 @dataclass(frozen=True)
 class Logic(Node):
+    """AND or OR over two or more operands (kept flat: long chains do not nest)."""
+
     op: str  # AND or OR
-    left: Node
-    right: Node
+    operands: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
@@ -171,3 +169,54 @@ def columns_of(node: Node) -> Iterator[str]:
         for child in children:
             if isinstance(child, Node):
                 yield from columns_of(child)
+
+
+def render(node: Node) -> str:
+    """The node as filter text, for error messages."""
+    match node:
+        case Column(name=name):
+            return name if name.isidentifier() else '"' + name.replace('"', '""') + '"'
+        case Literal(value=value):
+            return _render_literal(value)
+        case Compare(op=op, left=left, right=right) | Arith(op=op, left=left, right=right):
+            return f"{_nested(left)} {op} {_nested(right)}"
+        case Logic(op=op, operands=operands):
+            return f" {op} ".join(_nested(o) for o in operands)
+        case Not(operand=operand):
+            return f"NOT {_nested(operand)}"
+        case Is(operand=operand, value=value):
+            return f"{_nested(operand)} IS {_render_literal(value).upper()}"
+        case In(operand=operand, values=values):
+            shown = ", ".join(_render_literal(v.value) for v in values[:5])
+            return f"{_nested(operand)} IN ({shown}{', ...' if len(values) > 5 else ''})"
+        case Like(operand=operand, pattern=pattern, escape=escape, ignore_case=ignore_case):
+            text = f"{_nested(operand)} {'ILIKE' if ignore_case else 'LIKE'} "
+            text += _render_literal(pattern)
+            return text + (f" ESCAPE {_render_literal(escape)}" if escape else "")
+        case Negate(operand=operand):
+            return f"-{_nested(operand)}"
+        case Call(name=name, args=args):
+            return f"{name}({', '.join(render(a) for a in args)})"
+        case _:
+            return repr(node)
+
+
+def _nested(node: Node) -> str:
+    simple = isinstance(node, Column | Literal | Call)
+    return render(node) if simple else f"({render(node)})"
+
+
+def _render_literal(value: Any) -> str:
+    match value:
+        case None:
+            return "NULL"
+        case bool():
+            return "TRUE" if value else "FALSE"
+        case str():
+            return "'" + value.replace("'", "''") + "'"
+        case dt.datetime():
+            return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+        case dt.date():
+            return f"DATE '{value.isoformat()}'"
+        case _:
+            return repr(value)

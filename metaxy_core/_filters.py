@@ -118,16 +118,22 @@ class Filter:
                 )
             kinds[name] = kind
         try:
-            compiled = G.compile_tree(self.tree, kinds)
-            if compiled.kind not in (T.BOOLEAN, T.NULL):
-                raise G.FilterTypeError(
-                    f"it is {compiled.kind.describe()}, not a condition (e.g. `x > 1`)"
-                )
+            return _compiled(self, tuple(kinds.items()))
         except G.FilterTypeError as exc:
             raise SpecError(f"Filter {self.text!r} on {where}: {exc}.") from None
-        if compiled.kind == T.NULL:  # `WHERE NULL` keeps no row
-            return G.Compiled(T.BOOLEAN, pl.lit(None, pl.Boolean()), "CAST(NULL AS BOOLEAN)")
-        return compiled
+        except RecursionError:
+            raise SpecError(_too_deep(self.text)) from None
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(flt: Filter, kinds: tuple[tuple[str, T.Kind], ...]) -> G.Compiled:
+    """A filter compiled for columns of these kinds (checked, then applied: compiled once)."""
+    compiled = G.compile_tree(flt.tree, dict(kinds))
+    if compiled.kind == T.NULL:  # `WHERE NULL` keeps no row
+        return G.Compiled(T.BOOLEAN, pl.lit(None, pl.Boolean()), "CAST(NULL AS BOOLEAN)")
+    if compiled.kind != T.BOOLEAN:
+        raise G.FilterTypeError(f"it is {compiled.kind.describe()}, not a condition (e.g. `x > 1`)")
+    return compiled
 
 
 def _available(schema: Mapping[str, Any]) -> str:
@@ -174,7 +180,9 @@ def _parse(text: str) -> Filter:
         raise SpecError(
             f"Filter {text!r} does not parse: {detail} (column {first.get('col', '?')})."
         ) from None
-    except (SqlglotError, RecursionError) as exc:
+    except RecursionError:
+        raise SpecError(_too_deep(text)) from None
+    except SqlglotError as exc:
         raise SpecError(f"Filter {text!r} does not parse: {exc}.") from None
     if not statements:
         raise SpecError(f"Filter {text!r}: a filter must be a non-empty string condition.")
@@ -183,8 +191,15 @@ def _parse(text: str) -> Filter:
             f"Filter {text!r} holds {len(statements)} statements; a filter is one condition "
             "(remove the ';')."
         )
-    tree = _convert(statements[0], text)
-    return Filter(text, tuple(dict.fromkeys(T.columns_of(tree))), tree)
+    try:
+        tree = _convert(statements[0], text)
+        return Filter(text, tuple(dict.fromkeys(T.columns_of(tree))), tree)
+    except RecursionError:
+        raise SpecError(_too_deep(text)) from None
+
+
+def _too_deep(text: str) -> str:
+    return f"Filter {text!r} nests too deeply; write long lists of alternatives as IN (...)."
 
 
 def parse_filters(filters: Iterable[str] | str) -> tuple[Filter, ...]:
@@ -236,51 +251,45 @@ def _convert(node: exp.Expr, text: str) -> T.Node:
     kind = type(node)
     if kind not in (exp.Star,):
         _check_args(node, text)
-    part = node.sql(dialect="duckdb")
     match node:
         case exp.Paren():
             return _convert(node.this, text)
         case exp.Column():
             if not isinstance(node.this, exp.Identifier):
                 raise _refuse(text, _describe(node.this))
-            return T.Column(part, node.this.this)
+            return T.Column(node.this.this)
         case exp.Literal() | exp.Boolean() | exp.Null() | exp.Cast() if kind is not exp.TryCast:
-            return T.Literal(part, _literal_value(node, text))
+            return T.Literal(_literal_value(node, text))
         case exp.Neg() if isinstance(node.this, exp.Literal) and not node.this.is_string:
-            return T.Literal(part, _literal_value(node.this, text, negate=True))
+            return T.Literal(_literal_value(node.this, text, negate=True))
         case exp.Neg():
-            return T.Negate(part, _convert(node.this, text))
+            return T.Negate(_convert(node.this, text))
         case exp.Not():
-            return T.Not(part, _convert(node.this, text))
-        case exp.And() | exp.Or():
-            op = "AND" if kind is exp.And else "OR"
-            return T.Logic(part, op, _convert(node.this, text), _convert(node.expression, text))
+            return T.Not(_convert(node.this, text))
+        case exp.And() | exp.Or():  # flattened: a chain of a thousand ORs is one node
+            operands = [_convert(o, text) for o in node.flatten()]
+            return T.Logic("AND" if kind is exp.And else "OR", tuple(operands))
         case _ if kind in _COMPARE:
             left, right = _convert(node.this, text), _convert(node.expression, text)
-            return T.Compare(part, _COMPARE[kind], left, right)
+            return T.Compare(_COMPARE[kind], left, right)
         case _ if kind in _ARITH:
             left, right = _convert(node.this, text), _convert(node.expression, text)
-            return T.Arith(part, _ARITH[kind], left, right)
+            return T.Arith(_ARITH[kind], left, right)
         case exp.Is():
-            return _is(node, text, part)
+            return _is(node, text)
         case exp.In():
-            return _in(node, text, part)
+            return _in(node, text)
         case exp.Between():
             operand = _convert(node.this, text)
             low, high = _convert(node.args["low"], text), _convert(node.args["high"], text)
-            return T.Logic(
-                part,
-                "AND",
-                T.Compare(part, ">=", operand, low),
-                T.Compare(part, "<=", operand, high),
-            )
+            return T.Logic("AND", (T.Compare(">=", operand, low), T.Compare("<=", operand, high)))
         case exp.Like() | exp.ILike():
-            return _like(node, None, text, part)
+            return _like(node, None, text)
         case exp.Escape() if isinstance(node.this, exp.Like | exp.ILike):
             _check_args(node.this, text)
-            return _like(node.this, node.expression, text, part)
+            return _like(node.this, node.expression, text)
         case _ if kind in _FUNCTIONS:
-            return _call(node, _FUNCTIONS[kind], text, part)
+            return _call(node, _FUNCTIONS[kind], text)
         case _:
             raise _refuse(text, _describe(node))
 
@@ -342,31 +351,32 @@ def _typed_literal(node: exp.Expr, text: str) -> Any:
     raise _refuse(text, _describe(node))
 
 
-def _is(node: exp.Is, text: str, part: str) -> T.Node:
+def _is(node: exp.Is, text: str) -> T.Node:
     target = node.expression
     operand = _convert(node.this, text)
     if isinstance(target, exp.Null):
-        return T.Is(part, operand, None)
+        return T.Is(operand, None)
     if isinstance(target, exp.Boolean):
-        return T.Is(part, operand, bool(target.this))
+        return T.Is(operand, bool(target.this))
     raise _refuse(text, _describe(node))
 
 
-def _in(node: exp.In, text: str, part: str) -> T.Node:
+def _in(node: exp.In, text: str) -> T.Node:
     values: list[T.Literal] = []
     for item in node.expressions:
         value = _convert(item, text)
         if not isinstance(value, T.Literal):
+            shown = T.render(value)
             raise SpecError(
-                f"Filter {text!r}: IN takes a list of literal values; {value.text!r} is not one."
+                f"Filter {text!r}: IN takes a list of literal values; {shown!r} is not one."
             )
         values.append(value)
     if not values:
         raise SpecError(f"Filter {text!r}: IN needs at least one value.")
-    return T.In(part, _convert(node.this, text), tuple(values))
+    return T.In(_convert(node.this, text), tuple(values))
 
 
-def _like(node: exp.Like | exp.ILike, escape: exp.Expr | None, text: str, part: str) -> T.Node:
+def _like(node: exp.Like | exp.ILike, escape: exp.Expr | None, text: str) -> T.Node:
     pattern = _convert(node.expression, text)
     if not (isinstance(pattern, T.Literal) and isinstance(pattern.value, str | None)):
         raise SpecError(f"Filter {text!r}: the LIKE pattern must be a 'text' literal.")
@@ -378,8 +388,8 @@ def _like(node: exp.Like | exp.ILike, escape: exp.Expr | None, text: str, part: 
             raise SpecError(f"Filter {text!r}: ESCAPE takes one character other than '%' and '_'.")
         if pattern.value is not None and _ends_with_escape(pattern.value, char):
             raise SpecError(f"Filter {text!r}: the LIKE pattern ends with its escape character.")
-    like = T.Like(part, _convert(node.this, text), pattern.value, char, isinstance(node, exp.ILike))
-    return T.Not(part, like) if node.args.get("negate") else like
+    like = T.Like(_convert(node.this, text), pattern.value, char, isinstance(node, exp.ILike))
+    return T.Not(like) if node.args.get("negate") else like
 
 
 def _ends_with_escape(pattern: str, char: str) -> bool:
@@ -393,7 +403,7 @@ def _ends_with_escape(pattern: str, char: str) -> bool:
     return False
 
 
-def _call(node: exp.Expr, name: str, text: str, part: str) -> T.Node:
+def _call(node: exp.Expr, name: str, text: str) -> T.Node:
     args = [_convert(node.this, text)]
     if name == "coalesce":
         args += [_convert(e, text) for e in node.expressions]
@@ -409,4 +419,4 @@ def _call(node: exp.Expr, name: str, text: str, part: str) -> T.Node:
                 f"{T.MAX_ROUND_DIGITS} as its number of decimals."
             )
         args.append(digits)
-    return T.Call(part, name, tuple(args))
+    return T.Call(name, tuple(args))

@@ -116,6 +116,19 @@ def test_refusals_list_what_is_allowed():
     assert "lower, round, upper" in str(info.value)
 
 
+def test_long_or_chains_stay_flat_and_deep_nesting_is_refused():
+    chain = parse_filter(" OR ".join(f"n = {i}" for i in range(3000)))
+    frame = pl.DataFrame({"n": [1, 2999, 3000, None]})
+    assert frame.filter(chain.to_polars(frame.schema))["n"].to_list() == [1, 2999]
+    depth, deepest = 0, 0
+    for char in chain.to_sql(frame.schema):
+        depth += {"(": 1, ")": -1}.get(char, 0)
+        deepest = max(deepest, depth)
+    assert deepest == 3  # (... OR (n = CAST(1 AS BIGINT)) OR ...), not 3000 levels
+    with pytest.raises(mx.SpecError, match=r"nests too deeply; write long lists .* as IN"):
+        parse_filter("(" * 3000 + "n" + ")" * 3000 + " > 1")
+
+
 def test_filters_are_parsed_once():
     assert parse_filter("n > 1") is parse_filter("n > 1")
     assert parse_filters("n > 1") == (parse_filter("n > 1"),)
