@@ -147,7 +147,7 @@ def test_feature_dep_options():
 
 @pytest.mark.parametrize("bad", ["", "   ", [""], [3]])
 def test_feature_dep_filters_must_be_predicates(bad):
-    with pytest.raises(mx.SpecError, match="Dep on video: Filter .*non-empty string"):
+    with pytest.raises(mx.SpecError, match=r"Dep on video: Filter .*non-empty string"):
         mx.FeatureDep("video", filters=bad)
 
 
