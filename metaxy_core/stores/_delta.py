@@ -13,52 +13,37 @@ default, moves the superseded rows to an archive table that `history()` still re
 (`copy_to` copies the current table only). A commit that leaves one row per sample (the
 creating write, a compaction) says so in its metadata, and reads then skip the window.
 
-A creating commit is never retried by delta-rs itself (it would land at the next version
-and replace the schema of the writer that created the table first); it fails and is redone
-here as an append that merges the schema. Errors of deltalake, pyarrow and polars (pyo3
+A creating commit is never retried blindly (see `_delta_commits`), so writers racing to
+create a feature table keep every column. Errors of deltalake, pyarrow and polars (pyo3
 panics included) leave as `StoreError`s naming the feature and its table.
 """
 
-import random
-import time
-from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
+from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import unquote
 
 import narwhals as nw
 import polars as pl
-from deltalake import CommitProperties, DeltaTable, write_deltalake
-from deltalake.exceptions import CommitFailedError, DeltaError, SchemaMismatchError
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import SchemaMismatchError
 
 from metaxy_core import _columns as C
 from metaxy_core._errors import MetaxyError, StoreError, WriteValidationError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores._base import MetadataStore
+from metaxy_core.stores._delta_commits import (
+    commit_properties,
+    holds_one_row_per_sample,
+    retry_on_conflict,
+)
 from metaxy_core.stores._delta_location import DeltaTableAt, canonical_location, is_local
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
-T = TypeVar("T")
-
 # Superseded rows moved aside by compact(keep_history=True) live under this directory.
 ARCHIVE_DIR = "metaxy_system__history"
-# Commit metadata key: the table held this many rows after the commit, one per sample.
-_ONE_ROW_PER_SAMPLE = "metaxy.one_row_per_sample"
-# Attempts of a write that conflicts with concurrent writers (tests set 1: no retry).
-_MAX_ATTEMPTS = 12
-# delta-rs retries a commit that lost its version at the next one (None: its default).
-# That is safe for appends (it checks them for conflicts) but blind for the commit that
-# creates a table: the late creator's schema would replace the first one's, and a column
-# of the first writer would vanish. Creating commits therefore fail on a lost race and are
-# redone by `_retry_on_conflict` as appends. Tests set these to show what they protect.
-_COMMIT_RETRIES: int | None = None
-_CREATE_COMMIT_RETRIES: int | None = 0
-_FIRST_BACKOFF_S = 0.02
-_MAX_BACKOFF_S = 1.0
-# Messages of delta-rs errors that mean "another writer committed first: try again".
-_CONFLICT_MARKERS = ("conflict", "concurrent", "already exists", "version mismatch")
 
 
 class DeltaStore(MetadataStore):
@@ -149,14 +134,14 @@ class DeltaStore(MetadataStore):
                 schema_mode="merge",
                 storage_options=self.storage_options,
                 # A table created by one write holds one row per sample: say so.
-                commit_properties=_commit_properties(
+                commit_properties=commit_properties(
                     creates=creates, vouch=rows.height if creates and one_write else None
                 ),
             )
 
         try:
             with self._failures_named("append to", path):
-                _retry_on_conflict(commit, what=f"append to {path}")
+                retry_on_conflict(commit, what=f"append to {path}")
         except StoreError as exc:
             if not isinstance(exc.__cause__, SchemaMismatchError):
                 raise
@@ -167,7 +152,7 @@ class DeltaStore(MetadataStore):
 
     def _create_if_absent(self, table: str, rows: pl.DataFrame) -> bool:
         # One commit that only the first creator wins: delta-rs must not move a lost
-        # creation to the next version (see _CREATE_COMMIT_RETRIES).
+        # creation to the next version (see `_delta_commits`).
         path = self._path(table)
         if self._delta_table(path) is not None:
             return False
@@ -178,7 +163,7 @@ class DeltaStore(MetadataStore):
                     self._storable(path, rows),
                     mode="error",
                     storage_options=self.storage_options,
-                    commit_properties=_commit_properties(creates=True, vouch=None),
+                    commit_properties=commit_properties(creates=True, vouch=None),
                 )
         except StoreError:
             if self._delta_table(path) is not None:  # another writer created it first
@@ -192,7 +177,7 @@ class DeltaStore(MetadataStore):
         path = self._path(table)
         delta = self._delta_table(path)
         with self._failures_named("read the log of", path):
-            one_row_per_sample = delta is not None and _holds_one_row_per_sample(delta)
+            one_row_per_sample = delta is not None and holds_one_row_per_sample(delta)
         if delta is not None and one_row_per_sample:
             return nw.from_native(pl.scan_delta(delta))
         return super()._scan_latest(table, ids)
@@ -232,12 +217,12 @@ class DeltaStore(MetadataStore):
                 predicate,
                 source_alias="s",
                 target_alias="t",
-                commit_properties=_commit_properties(creates=False, vouch=None),
+                commit_properties=commit_properties(creates=False, vouch=None),
             )
             merge.when_matched_delete().execute()
 
         with self._failures_named("hard delete from", path):
-            _retry_on_conflict(commit, what=f"hard delete from {path}")
+            retry_on_conflict(commit, what=f"hard delete from {path}")
 
     def _close(self) -> None:
         self._tables.clear()
@@ -327,7 +312,7 @@ class DeltaStore(MetadataStore):
         for key in keys:
             if self._exists(key.table_name):
                 with self._failures_named("compact", self._path(key.table_name)):
-                    removed[key.path] = _retry_on_conflict(
+                    removed[key.path] = retry_on_conflict(
                         lambda key=key: self._compact_table(
                             key.table_name, list(self.graph.spec(key).id_columns), keep_history
                         ),
@@ -365,20 +350,9 @@ class DeltaStore(MetadataStore):
             latest,
             mode="overwrite",
             storage_options=self.storage_options,
-            commit_properties=_commit_properties(creates=False, vouch=latest.height),
+            commit_properties=commit_properties(creates=False, vouch=latest.height),
         )
         return removed
-
-
-def _commit_properties(*, creates: bool, vouch: int | None) -> CommitProperties:
-    """How delta-rs may retry the commit, and (`vouch`) its one-row-per-sample mark.
-
-    `vouch` says: after this commit the table holds this many rows, one per sample.
-    """
-    return CommitProperties(
-        custom_metadata={_ONE_ROW_PER_SAMPLE: str(vouch)} if vouch is not None else None,
-        max_commit_retries=_CREATE_COMMIT_RETRIES if creates else _COMMIT_RETRIES,
-    )
 
 
 def _quoted(column: str) -> str:
@@ -396,48 +370,3 @@ def _damaged_files(table: DeltaTable) -> list[str]:
         if not file.is_file() or file.stat().st_size != size:
             damaged.append(str(file))
     return damaged
-
-
-def _holds_one_row_per_sample(delta: DeltaTable) -> bool:
-    """True if the latest commit vouched for one row per sample and the row count agrees.
-
-    A commit that vouched wrongly after losing a race (an append that found the table
-    created meanwhile, a compaction next to a concurrent append) is caught by the count.
-    """
-    # history(1) may return more than one entry on a refreshed table: pick the newest. It is
-    # empty for a table whose local path holds '#' or '?' (deltalake 1.x): no shortcut then.
-    commits = delta.history(1)
-    if not commits:
-        return False
-    last = max(commits, key=lambda commit: commit.get("version", -1))
-    vouched = last.get(_ONE_ROW_PER_SAMPLE)
-    if vouched is None or last.get("version") != delta.version():
-        return False
-    counts = pl.DataFrame(delta.get_add_actions(flatten=True)).get_column("num_records")
-    return counts.null_count() == 0 and str(counts.sum()) == vouched
-
-
-def _is_conflict(exc: Exception) -> bool:
-    if isinstance(exc, CommitFailedError):
-        return True
-    message = str(exc).lower()
-    return any(marker in message for marker in _CONFLICT_MARKERS)
-
-
-def _retry_on_conflict(action: Callable[[], T], *, what: str) -> T:
-    """Run `action`, retrying with jittered exponential backoff while commits conflict."""
-    delay = _FIRST_BACKOFF_S
-    for attempt in range(1, _MAX_ATTEMPTS + 1):
-        try:
-            return action()
-        except (CommitFailedError, DeltaError) as exc:
-            if isinstance(exc, SchemaMismatchError) or not _is_conflict(exc):
-                raise
-            if attempt == _MAX_ATTEMPTS:
-                raise StoreError(
-                    f"Could not {what}: {_MAX_ATTEMPTS} attempts conflicted with concurrent "
-                    f"writers (last error: {exc}). The failed attempts wrote nothing."
-                ) from exc
-            time.sleep(delay * (0.5 + random.random()))
-            delay = min(delay * 2, _MAX_BACKOFF_S)
-    raise AssertionError("unreachable")

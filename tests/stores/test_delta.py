@@ -6,7 +6,8 @@ from deltalake import DeltaTable
 
 import metaxy_core as mx
 from metaxy_core import columns as C
-from metaxy_core.stores._delta import ARCHIVE_DIR, _holds_one_row_per_sample
+from metaxy_core.stores._delta import ARCHIVE_DIR
+from metaxy_core.stores._delta_commits import holds_one_row_per_sample
 from tests.core.video import graph, inputs
 from tests.stores.contract import StoreContract, materialize_video, write_root
 
@@ -121,13 +122,13 @@ def test_compact_keeps_a_concurrent_append(store, tmp_path):
 def test_tables_vouch_for_one_row_per_sample_only_while_true(store, tmp_path):
     path = str(tmp_path / "delta" / "video")
     write_root(store, "video", inputs(4), path="v.mp4")
-    assert _holds_one_row_per_sample(DeltaTable(path))  # created by one write
+    assert holds_one_row_per_sample(DeltaTable(path))  # created by one write
     rewrite_video(store, 1, 4)
-    assert not _holds_one_row_per_sample(DeltaTable(path))
+    assert not holds_one_row_per_sample(DeltaTable(path))
     store.compact()
-    assert _holds_one_row_per_sample(DeltaTable(path))
+    assert holds_one_row_per_sample(DeltaTable(path))
     store.delete("video", pl.DataFrame({"sample_id": ["s0000"]}))
-    assert not _holds_one_row_per_sample(DeltaTable(path))
+    assert not holds_one_row_per_sample(DeltaTable(path))
     assert store.read("video")["sample_id"].to_list() == ["s0001", "s0002", "s0003"]
 
 
@@ -139,7 +140,7 @@ def test_a_compaction_racing_an_append_does_not_vouch(store, tmp_path):
     with mx.DeltaStore(tmp_path / "delta", graph()) as other:
         write_root(other, "video", inputs(3, audio_suffix="-r0", changed=2), path="late.mp4")
     store._compact_snapshot(snapshot, "video", ["sample_id"], keep_history=False)
-    assert not _holds_one_row_per_sample(DeltaTable(path))  # 3 vouched, 4 present
+    assert not holds_one_row_per_sample(DeltaTable(path))  # 3 vouched, 4 present
     assert store.read("video")["path"].to_list() == ["v0.mp4", "v0.mp4", "late.mp4"]
 
 

@@ -39,11 +39,11 @@ def append_batches(uri: str, worker: int, barrier, retry: bool, stop, results) -
     With `retry` off (ours and delta-rs's own commit retries), it stops at the first write
     that fails and tells the other writer to stop too.
     """
-    import metaxy_core.stores._delta as delta
+    from metaxy_core.stores import _delta_commits
 
     if not retry:
-        delta._MAX_ATTEMPTS = 1
-        delta._COMMIT_RETRIES = 0
+        _delta_commits.MAX_ATTEMPTS = 1
+        _delta_commits.COMMIT_RETRIES = 0
     written, failed = [], []
     with mx.DeltaStore(uri, graph()) as store:
         barrier.wait(timeout=60)

@@ -2,9 +2,9 @@
 
 delta-rs retries a commit that lost its version at the next one; for the commit that
 creates a table it did so blindly, and the late creator's schema replaced the first one's
-(about one race in six lost a writer's column). Each round here gives N writer processes a
+(about one race in four lost a writer's column). Each round here gives N writer processes a
 fresh store and lets them write their first rows at once, each with a column of its own.
-With the protection switched off (`_CREATE_COMMIT_RETRIES = None`, delta-rs's default) the
+With the protection switched off (`CREATE_COMMIT_RETRIES = None`, delta-rs's default) the
 loss must show within the rounds; with it, no round may lose a column or a row.
 """
 
@@ -46,10 +46,10 @@ def prepare_round(uri: str) -> None:
 
 def first_writer(root: str, worker: int, rounds: int, barrier, protected: bool) -> None:
     """One process: in each round, open the round's store and write at once with the others."""
-    import metaxy_core.stores._delta as delta
+    from metaxy_core.stores import _delta_commits
 
     if not protected:
-        delta._CREATE_COMMIT_RETRIES = None
+        _delta_commits.CREATE_COMMIT_RETRIES = None
     for round_ in range(rounds):
         with mx.DeltaStore(f"{root}/r{round_:03d}", free_graph()) as store:
             barrier.wait(timeout=60)
@@ -116,8 +116,7 @@ def test_first_writes_to_a_fresh_store_record_one_setting_and_every_manifest(tmp
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WRITERS)
     writers = [
-        context.Process(target=system_table_writer, args=(uri, w, barrier))
-        for w in range(WRITERS)
+        context.Process(target=system_table_writer, args=(uri, w, barrier)) for w in range(WRITERS)
     ]
     for process in writers:
         process.start()
