@@ -11,7 +11,7 @@ quoted in the message.
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from metaxy_core._errors import MetaxyError, SpecError, StoreError
 
@@ -103,5 +103,6 @@ def guard_public_methods(cls: type, error: ErrorFactory = argument_error) -> Non
         if inspect.isfunction(member):
             setattr(cls, name, guarded(member, error))
         elif isinstance(member, classmethod | staticmethod):
-            inner = guarded(member.__func__, error, method=False)
-            setattr(cls, name, type(member)(inner))
+            descriptor = cast(Any, member)  # pyright cannot see through descriptor generics
+            inner = guarded(descriptor.__func__, error, method=False)
+            setattr(cls, name, type(descriptor)(inner))

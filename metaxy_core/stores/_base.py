@@ -268,8 +268,8 @@ class MetadataStore(ABC):
         frame = self.latest(key, include_deleted=include_deleted)
         if frame is None:
             return self._empty(key)
-        frame = apply_filters(self.engine, frame, parsed, where=f"read of {key}")
         frame = self._with_declared_columns(key, frame)
+        frame = apply_filters(self.engine, frame, parsed, where=f"read of {key}")
         if columns is not None:
             if isinstance(columns, str):
                 columns = [columns]

@@ -182,7 +182,7 @@ class EvolutionContract:
             store.write("notes", rows.with_columns(meta=first))
             history = store.history("notes")
             with pytest.raises(
-                mx.WriteValidationError, match="'meta' is .* here but .* in the store"
+                mx.WriteValidationError, match=r"'meta' is .* here but .* in the store"
             ):
                 store.write("notes", rows.with_columns(meta=second))
             assert store.history("notes").equals(history)
