@@ -12,7 +12,7 @@ Int8, Int16, Int32, Int64       decimal digits, with `-` for negatives
 Boolean                         `true` or `false`
 Decimal(p, s)                   plain decimal with exactly s fraction digits (`-0.50`)
 Date                            days since 1970-01-01 (`-1` is 1969-12-31)
-Datetime("us", any time zone)   microseconds since 1970-01-01T00:00 UTC (a value without
+Datetime("us"), ("us", "UTC")   microseconds since 1970-01-01T00:00 UTC (a value without
                                 a time zone is read as UTC)
 ==============================  ======================================================
 
@@ -35,7 +35,8 @@ from metaxy_core._errors import SpecError, WriteValidationError
 from metaxy_core._spec import FeatureSpec
 
 ID_DTYPES = (
-    "String, Int8, Int16, Int32, Int64, Boolean, Decimal, Date or Datetime('us', any time zone)"
+    "String, Int8, Int16, Int32, Int64, Boolean, Decimal, Date, Datetime('us') or "
+    "Datetime('us', 'UTC')"
 )
 _SIGNED = (pl.Int8, pl.Int16, pl.Int32, pl.Int64)
 # Columns may be declared with a dtype class (`pl.Int64`) as well as an instance.
@@ -52,9 +53,14 @@ def _id_refusal(dtype: DType) -> str | None:
     if isinstance(dtype, (pl.String, pl.Boolean, pl.Decimal, pl.Date, *_SIGNED)):
         return None
     if isinstance(dtype, pl.Datetime):
-        if dtype.time_unit == "us":
-            return None
-        return "Delta Lake keeps datetimes in microseconds; declare Datetime('us')"
+        if dtype.time_unit != "us":
+            return "Delta Lake keeps datetimes in microseconds; declare Datetime('us', 'UTC')"
+        if dtype.time_zone not in (None, "UTC"):
+            return (
+                "DuckDB and Delta Lake keep zoned datetimes in UTC; declare "
+                "Datetime('us', 'UTC') (written values in other zones are converted)"
+            )
+        return None
     if dtype.is_float():
         return "floats compare unreliably (NaN, -0.0, rounding); use Decimal, Int64 or text"
     if dtype.is_unsigned_integer():

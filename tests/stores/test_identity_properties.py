@@ -16,7 +16,7 @@ from typing import Any
 
 import polars as pl
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import metaxy_core as mx
@@ -50,8 +50,10 @@ ID_VALUES: dict[str, tuple[pl.DataType, Any]] = {
     "date": (pl.Date(), st.dates()),
     "datetime": (pl.Datetime("us"), NAIVE),
     "datetime_utc": (pl.Datetime("us", "UTC"), NAIVE),
-    "datetime_kolkata": (pl.Datetime("us", "Asia/Kolkata"), NAIVE),
+    "datetime_utc_written_in_kolkata": (pl.Datetime("us", "UTC"), NAIVE),
 }
+# Ids written as zoned datetimes of another zone: stores convert them to the declared UTC.
+WRITTEN_ZONE = {"datetime_utc_written_in_kolkata": "Asia/Kolkata"}
 PAYLOADS: dict[str, tuple[pl.DataType, Any]] = {
     "list_int": (pl.List(pl.Int64), st.lists(st.none() | st.integers(-5, 5), max_size=3)),
     "list_str": (pl.List(pl.String), st.lists(st.none() | TEXT, max_size=3)),
@@ -81,17 +83,20 @@ def graph(id_dtype: pl.DataType, payload: pl.DataType) -> mx.FeatureGraph:
     )
 
 
-def id_series(values: list[Any], dtype: pl.DataType) -> pl.Series:
+def id_series(values: list[Any], kind: str) -> pl.Series:
+    """Ids as a user writes them: naive datetime values are drawn, read as UTC."""
+    dtype = ID_VALUES[kind][0]
     if isinstance(dtype, pl.Datetime) and dtype.time_zone is not None:
         naive = pl.Series("k", values, pl.Datetime("us"))
-        return naive.dt.replace_time_zone("UTC").dt.convert_time_zone(dtype.time_zone)
+        zone = WRITTEN_ZONE.get(kind, dtype.time_zone)
+        return naive.dt.replace_time_zone("UTC").dt.convert_time_zone(zone)
     return pl.Series("k", values, dtype)
 
 
 @st.composite
 def scenarios(draw: st.DrawFn) -> dict[str, Any]:
     kind = draw(st.sampled_from(sorted(ID_VALUES)))
-    dtype, values = ID_VALUES[kind]
+    values = ID_VALUES[kind][1]
     keys = draw(st.lists(values, min_size=1, max_size=3, unique=True))
     samples = [(g, k) for g in ("g1", "g2") for k in keys]
     payload_kind = draw(st.sampled_from(sorted(PAYLOADS)))
@@ -105,7 +110,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         st.tuples(st.just("delete"), st.lists(st.sampled_from(samples), min_size=1, unique=True)),
     )
     return {
-        "dtype": dtype,
+        "kind": kind,
         "payload": payload_dtype,
         "ops": draw(st.lists(op, min_size=1, max_size=4)),
         "hash": draw(st.sampled_from(["xxh3_64", "md5", "sha256/24"])),
@@ -113,7 +118,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
 
 
 def canonical_ids(frame: pl.DataFrame) -> pl.DataFrame:
-    """Ids as their canonical text: stores may hand a zoned datetime back in UTC."""
+    """Ids as their canonical text, the bytes provenance reads."""
     ids = [c for c in ("g", "k") if c in frame.columns]
     return frame.with_columns(id_text(c, frame.schema[c]).alias(c) for c in ids)
 
@@ -136,16 +141,16 @@ def observed(increment: mx.Increment) -> list[pl.DataFrame]:
 
 def run(store: mx.MetadataStore, scenario: dict[str, Any]) -> list[pl.DataFrame]:
     seen: list[pl.DataFrame] = []
-    dtype, payload = scenario["dtype"], scenario["payload"]
+    kind, payload = scenario["kind"], scenario["payload"]
     for op, arg in scenario["ops"]:
         if op == "delete":
             gs, ks = zip(*arg, strict=True)
-            ids = pl.DataFrame({"g": list(gs)}).with_columns(id_series(list(ks), dtype))
+            ids = pl.DataFrame({"g": list(gs)}).with_columns(id_series(list(ks), kind))
             store.delete("root", ids)
         else:
             items = sorted(arg.items(), key=repr)
             frame = pl.DataFrame({"g": [g for (g, _), _ in items]}).with_columns(
-                id_series([k for (_, k), _ in items], dtype),
+                id_series([k for (_, k), _ in items], kind),
                 pl.Series("a", [r[0] for _, r in items], pl.String),
                 pl.Series("b", [r[1] for _, r in items], pl.String),
                 pl.Series("override", [r[2] for _, r in items], pl.String),
@@ -167,17 +172,9 @@ def run(store: mx.MetadataStore, scenario: dict[str, Any]) -> list[pl.DataFrame]
 
 
 def canonical_join(rows: pl.DataFrame, extra: pl.DataFrame) -> pl.DataFrame:
-    """Join on the ids' canonical text (a zoned datetime may come back in UTC)."""
-    on = ["__g", "__k"]
-    left = rows.with_columns(
-        id_text("g", rows.schema["g"]).alias("__g"), id_text("k", rows.schema["k"]).alias("__k")
-    )
-    right = extra.select(
-        id_text("g", extra.schema["g"]).alias("__g"),
-        id_text("k", extra.schema["k"]).alias("__k"),
-        pl.exclude("g", "k"),
-    )
-    return left.join(right, on=on, how="left").drop(on)
+    """The user's columns for the increment's rows (ids as the store typed them)."""
+    extra = extra.with_columns(pl.col("k").cast(rows.schema["k"]))
+    return rows.join(extra, on=["g", "k"], how="left")
 
 
 def make_stores(g: mx.FeatureGraph, s: mx.HashSettings, root: Path) -> list[mx.MetadataStore]:
@@ -188,11 +185,24 @@ def make_stores(g: mx.FeatureGraph, s: mx.HashSettings, root: Path) -> list[mx.M
     ]
 
 
+KOLKATA_REWRITE = {  # zoned ids written, rewritten with other inputs, deleted
+    "kind": "datetime_utc_written_in_kolkata",
+    "payload": pl.Struct({"n": pl.Int64, "t": pl.String}),
+    "ops": [
+        ("write", {("g1", dt.datetime(2024, 1, 1)): ("a", "b", "A|b", {"n": 1, "t": None})}),
+        ("write", {("g1", dt.datetime(2024, 1, 1)): ("a2", "b", None, None)}),
+        ("delete", [("g1", dt.datetime(2024, 1, 1))]),
+    ],
+    "hash": "md5",
+}
+
+
 @pytest.mark.slow
 @EXAMPLES
 @given(scenarios())
+@example(KOLKATA_REWRITE)
 def test_every_store_gives_identical_increments_and_bytes(scenario):
-    g = graph(scenario["dtype"], scenario["payload"])
+    g = graph(ID_VALUES[scenario["kind"]][0], scenario["payload"])
     s = mx.HashSettings.parse(scenario["hash"])
     with tempfile.TemporaryDirectory() as tmp:
         results = []
@@ -250,7 +260,7 @@ def test_engines_print_every_id_dtype_alike(kind_values):
     import narwhals as nw
 
     kind, values = kind_values
-    frame = id_series(values, ID_VALUES[kind][0]).to_frame()
+    frame = id_series(values, kind).cast(ID_VALUES[kind][0]).to_frame()  # as stored
     polars = PolarsEngine().id_text(nw.from_native(frame.lazy()), {"t": "k"})
     con = duckdb.connect()
     try:
@@ -264,3 +274,32 @@ def test_engines_print_every_id_dtype_alike(kind_values):
         )
     finally:
         con.close()
+
+
+@pytest.mark.parametrize("checked", [True, False], ids=["checked", "unchecked"])
+def test_zoned_ids_are_refused_because_stores_would_disagree(checked, monkeypatch):
+    """The refusal switched off: a Kolkata id column breaks rewrites on DuckDB and Delta."""
+    if not checked:
+        monkeypatch.setattr("metaxy_core._definition.check_id_columns", lambda spec, cols: None)
+    zoned = pl.Datetime("us", "Asia/Kolkata")
+    if checked:
+        with pytest.raises(mx.SpecError, match="keep zoned datetimes in UTC"):
+            graph(zoned, pl.Int64())
+        return
+    g = graph(zoned, pl.Int64())
+    monkeypatch.setitem(ID_VALUES, "zoned", (zoned, NAIVE))
+    scenario = {
+        **KOLKATA_REWRITE,
+        "kind": "zoned",
+        "payload": pl.Int64(),
+        "ops": [
+            ("write", {("g1", dt.datetime(2024, 1, 1)): ("a", "b", None, 1)}),
+            ("write", {("g1", dt.datetime(2024, 1, 1)): ("a2", "b", None, 2)}),
+        ],
+    }
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        mx.DuckDBStore(Path(tmp) / "m.duckdb", g) as store,
+        pytest.raises(mx.MetaxyError, match="join keys"),
+    ):
+        run(store, scenario)
