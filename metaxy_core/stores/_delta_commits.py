@@ -4,7 +4,7 @@ delta-rs retries a commit that lost its version to a concurrent writer at the ne
 (`COMMIT_RETRIES`, None: its default). That is safe for appends, which it checks for
 conflicts, but blind for the commit that creates a table: the late creator's schema would
 replace the first one's, and a column of the first writer would vanish. Creating commits
-therefore fail on a lost race (`CREATECOMMIT_RETRIES = 0`) and are redone by
+therefore fail on a lost race (`CREATE_COMMIT_RETRIES = 0`) and are redone by
 `retry_on_conflict` as appends that merge the schema. Tests change these constants to
 show what they protect.
 
@@ -28,7 +28,7 @@ T = TypeVar("T")
 # Attempts of a write that conflicts with concurrent writers (tests set 1: no retry).
 MAX_ATTEMPTS = 12
 COMMIT_RETRIES: int | None = None
-CREATECOMMIT_RETRIES: int | None = 0
+CREATE_COMMIT_RETRIES: int | None = 0
 # Commit metadata key: the table held this many rows after the commit, one per sample.
 ONE_ROW_PER_SAMPLE = "metaxy.one_row_per_sample"
 _FIRST_BACKOFF_S = 0.02
@@ -44,7 +44,7 @@ def commit_properties(*, creates: bool, vouch: int | None) -> CommitProperties:
     """
     return CommitProperties(
         custom_metadata={ONE_ROW_PER_SAMPLE: str(vouch)} if vouch is not None else None,
-        max_commit_retries=CREATECOMMIT_RETRIES if creates else COMMIT_RETRIES,
+        max_commit_retries=CREATE_COMMIT_RETRIES if creates else COMMIT_RETRIES,
     )
 
 

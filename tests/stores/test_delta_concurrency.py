@@ -20,12 +20,13 @@ from deltalake import DeltaTable
 import metaxy_core as mx
 from tests.core.video import graph
 from tests.stores.contract import write_root
+from tests.stores.lined_up import line_up
 
 REPO = Path(__file__).resolve().parents[2]
 BATCHES = 8
 BATCH_SIZE = 5
 # Without retries, writers go on until one write conflicts (or give up after this many).
-MAX_UNRETRIED_BATCHES = 60
+MAX_UNRETRIED_BATCHES = 20
 
 
 def worker_samples(worker: int, batch: int, size: int) -> pl.DataFrame:
@@ -34,7 +35,7 @@ def worker_samples(worker: int, batch: int, size: int) -> pl.DataFrame:
 
 
 def append_batches(uri: str, worker: int, barrier, retry: bool, stop, results) -> None:
-    """One writer process: wait for the other, then append small writes.
+    """One writer process: append small writes, each commit racing the other writer's.
 
     With `retry` off (ours and delta-rs's own commit retries), it stops at the first write
     that fails and tells the other writer to stop too.
@@ -42,22 +43,26 @@ def append_batches(uri: str, worker: int, barrier, retry: bool, stop, results) -
     from metaxy_core.stores import _delta_commits
 
     if not retry:
+        assert hasattr(_delta_commits, "MAX_ATTEMPTS")
+        assert hasattr(_delta_commits, "COMMIT_RETRIES")
         _delta_commits.MAX_ATTEMPTS = 1
         _delta_commits.COMMIT_RETRIES = 0
+    arm = line_up(barrier, "video")  # each batch's commits race the other writer's
     written, failed = [], []
     with mx.DeltaStore(uri, graph()) as store:
-        barrier.wait(timeout=60)
         for batch in range(BATCHES if retry else MAX_UNRETRIED_BATCHES):
             if stop.is_set():
                 break
             # Only this worker's samples: write the new rows (no orphan handling).
             samples = worker_samples(worker, batch, BATCH_SIZE)
             rows = store.resolve_update("video", samples=samples).new
+            arm()
             try:
                 store.write("video", rows.with_columns(path=pl.lit(f"w{worker}")))
             except mx.StoreError as exc:
                 failed.append((batch, str(exc)))
                 stop.set()
+                barrier.abort()  # the other writer must not wait for this one
             else:
                 written.append(batch)
     results.put((worker, written, failed))

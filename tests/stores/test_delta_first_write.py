@@ -1,11 +1,13 @@
-"""Several processes making the first write to a Delta feature at once keep every column.
+"""Several processes making the first write to a Delta table at once keep every column.
 
 delta-rs retries a commit that lost its version at the next one; for the commit that
 creates a table it did so blindly, and the late creator's schema replaced the first one's
-(about one race in four lost a writer's column). Each round here gives N writer processes a
-fresh store and lets them write their first rows at once, each with a column of its own.
-With the protection switched off (`CREATE_COMMIT_RETRIES = None`, delta-rs's default) the
-loss must show within the rounds; with it, no round may lose a column or a row.
+(about one race in four lost a writer's column). Each round gives N writer processes a
+fresh store, and their first writes, each with a column of its own, start their commits at
+the same moment (`line_up`). The same holds for the store's own tables: racing creations
+of the settings table record one row. With the protection switched off
+(`CREATE_COMMIT_RETRIES = None`, delta-rs's default) the loss must show within the rounds;
+with it, no round may lose a column, a row, a batch manifest or record a second setting.
 """
 
 import multiprocessing
@@ -15,10 +17,10 @@ import polars as pl
 import pytest
 
 import metaxy_core as mx
+from tests.stores.lined_up import line_up
 
 WRITERS = 3
-# About one unprotected round in four loses a column: 30 rounds miss it with p < 1e-4.
-ROUNDS = {"protected": 12, "unprotected": 30}
+ROUNDS = {"protected": 8, "unprotected": 8}
 
 
 def free_graph() -> mx.FeatureGraph:
@@ -45,14 +47,16 @@ def prepare_round(uri: str) -> None:
 
 
 def first_writer(root: str, worker: int, rounds: int, barrier, protected: bool) -> None:
-    """One process: in each round, open the round's store and write at once with the others."""
+    """One process: in each round, create the round's `doc` table at once with the others."""
     from metaxy_core.stores import _delta_commits
 
     if not protected:
+        assert hasattr(_delta_commits, "CREATE_COMMIT_RETRIES")
         _delta_commits.CREATE_COMMIT_RETRIES = None
+    arm = line_up(barrier, "doc")
     for round_ in range(rounds):
         with mx.DeltaStore(f"{root}/r{round_:03d}", free_graph()) as store:
-            barrier.wait(timeout=60)
+            arm()
             write_doc(store, [f"w{worker}-{i}" for i in range(3)], **{f"c{worker}": f"v{worker}"})
 
 
@@ -101,32 +105,54 @@ def test_first_writes_racing_keep_every_column(tmp_path, protected):
         assert losses, "the race never lost a column without the protection: the test is blind"
 
 
-def system_table_writer(uri: str, worker: int, barrier) -> None:
-    """One process of a fresh store's very first writes: settings, snapshot, batch, rows."""
+def fresh_store_writer(root: str, worker: int, rounds: int, barrier, protected: bool) -> None:
+    """One process: in each round, the first writes to a fresh store (settings, rows, batch)."""
+    from metaxy_core.stores import _delta_commits
+
+    if not protected:
+        assert hasattr(_delta_commits, "CREATE_COMMIT_RETRIES")
+        _delta_commits.CREATE_COMMIT_RETRIES = None
+    arm = line_up(barrier, "metaxy_system__settings")
+    for round_ in range(rounds):
+        with mx.DeltaStore(f"{root}/r{round_:03d}", free_graph()) as store:
+            ids = [f"w{worker}-{i}" for i in range(3)]
+            arm()
+            write_doc(store, ids, **{f"c{worker}": f"v{worker}"})
+            store.write_batch(f"b{worker}", "doc", pl.DataFrame({"doc_id": ids}), kind="batch")
+
+
+def settings_rows_and_losses(uri: str) -> tuple[int, list[str]]:
     with mx.DeltaStore(uri, free_graph()) as store:
-        ids = [f"w{worker}-{i}" for i in range(3)]
-        barrier.wait(timeout=60)
-        store.write_batch(f"b{worker}", "doc", pl.DataFrame({"doc_id": ids}), kind="batch")
-        write_doc(store, ids, **{f"c{worker}": f"v{worker}"})
+        batches = store.batches()["batch_key"].to_list()
+        snapshots = store.graph_snapshots().height
+    lost = lost_in_round(uri)
+    if batches != [f"b{w}" for w in range(WRITERS)]:
+        lost.append(f"batches {batches}")
+    if snapshots < 1:
+        lost.append("the graph snapshot")
+    return pl.read_delta(f"{uri}/metaxy_system__settings").height, lost
 
 
 @pytest.mark.slow
-def test_first_writes_to_a_fresh_store_record_one_setting_and_every_manifest(tmp_path):
-    uri = str(tmp_path / "delta")
+@pytest.mark.parametrize("protected", [True, False], ids=["protected", "unprotected"])
+def test_first_writes_to_a_fresh_store_record_one_setting_and_every_manifest(tmp_path, protected):
+    rounds = 6
     context = multiprocessing.get_context("spawn")
     barrier = context.Barrier(WRITERS)
     writers = [
-        context.Process(target=system_table_writer, args=(uri, w, barrier)) for w in range(WRITERS)
+        context.Process(
+            target=fresh_store_writer, args=(str(tmp_path), w, rounds, barrier, protected)
+        )
+        for w in range(WRITERS)
     ]
     for process in writers:
         process.start()
     for process in writers:
-        process.join(timeout=120)
+        process.join(timeout=300)
     assert [p.exitcode for p in writers] == [0] * WRITERS
 
-    assert lost_in_round(uri) == []
-    with mx.DeltaStore(uri, free_graph()) as store:
-        assert store.batches()["batch_key"].to_list() == [f"b{w}" for w in range(WRITERS)]
-        assert store.graph_snapshots().height >= 1
-    # One settings row: the first creation of the settings table won, the others adopted it.
-    assert pl.read_delta(f"{uri}/metaxy_system__settings").height == 1
+    outcomes = [settings_rows_and_losses(f"{tmp_path}/r{r:03d}") for r in range(rounds)]
+    if protected:  # the settings table's creation raced: the first creation won alone
+        assert outcomes == [(1, [])] * rounds
+    else:
+        assert any(rows > 1 for rows, _ in outcomes), "no race recorded two settings rows"

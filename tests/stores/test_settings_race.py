@@ -53,6 +53,7 @@ def outcome(uri: Path, results: dict[str, str]) -> tuple[list[str], list[str]]:
 
 def delta_writer(uri: str, writer: str, barrier, checked: bool, results) -> None:
     """Open the empty store with this writer's settings, wait for the other, then write."""
+    assert hasattr(_system_tables, "CHECK_RECORDED_SETTINGS")
     _system_tables.CHECK_RECORDED_SETTINGS = checked
     with mx.DeltaStore(uri, graph(), hash_settings=SETTINGS[writer]) as store:
         barrier.wait(timeout=60)
@@ -134,6 +135,7 @@ def test_a_store_object_opened_with_other_settings_after_recording_is_refused_at
 
 def duckdb_writer(path: str, writer: str, opened, checked: bool, results) -> None:
     """Open the store with this writer's settings (waiting for the file), then write."""
+    assert hasattr(_system_tables, "CHECK_RECORDED_SETTINGS")
     _system_tables.CHECK_RECORDED_SETTINGS = checked
     try:
         with mx.DuckDBStore(path, graph(), hash_settings=SETTINGS[writer], lock_timeout=60) as s:
