@@ -4,6 +4,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
+import polars as pl
 
 import metaxy_core as mx
 from metaxy_dagster._checks import check_results, check_specs
@@ -14,12 +15,15 @@ from metaxy_dagster._metadata import (
     feature_tags,
     source_asset_key,
 )
-from metaxy_dagster._partitions import partition_ids
+from metaxy_dagster._partitions import batch_partitions, partition_ids
 
 ComputeFn = Callable[[dg.AssetExecutionContext, mx.Increment], Any]
 DEFAULT_GROUP = "metaxy"
 DEFAULT_KINDS = ("metaxy", "polars")
 IO_MANAGER_KEY = "metaxy_io_manager"
+BATCH_PARTITIONS = batch_partitions()
+# What an asset hands the IO manager when its compute is not called (nothing to compute).
+_NOTHING = pl.DataFrame()
 
 
 def _asset_kwargs(
@@ -56,42 +60,71 @@ def feature_asset(
     graph: mx.FeatureGraph,
     feature: Any,
     *,
+    source: SourceFn | None = None,
     group_name: str | None = DEFAULT_GROUP,
     kinds: Iterable[str] = DEFAULT_KINDS,
-    partitions_def: dg.PartitionsDefinition | None = None,
+    partitions_def: dg.PartitionsDefinition | None = BATCH_PARTITIONS,
     io_manager_key: str = IO_MANAGER_KEY,
     deps: Sequence[Any] = (),
     **asset_kwargs: Any,
-) -> Callable[[Callable[..., Any]], dg.AssetsDefinition]:
-    """Decorate a hand-written asset body with the feature's key, deps, versions and metadata.
+) -> Callable[[ComputeFn], dg.AssetsDefinition]:
+    """Make a hand-written compute body the feature's asset, exactly like a generated one.
+
+    The body is called as `body(context, increment)` with the feature's `mx.Increment`
+    for this run (only the samples that need work, restricted to the run's batch) and
+    returns a dataframe of rows for some of `increment.to_compute()`'s samples with the
+    user columns filled in (an empty frame writes nothing). It is not called when there
+    is nothing to compute. The IO manager refuses rows outside the increment, writes the
+    rest, soft-deletes orphans and runs the feature's checks. Pass the asset to
+    `build_definitions(..., assets=[...])` so that its job and increment sensor select it.
 
     Args:
         graph: the feature graph.
         feature: the feature key, spec or class.
+        source: for a root feature, returns its ids plus one input version column per field.
         group_name: the asset group, as for `dg.asset`.
         kinds: the kinds shown on the asset, as for `dg.asset`.
-        partitions_def: the asset's partitions, as for `dg.asset`.
+        partitions_def: the batch partitions (default, for the `batch` and `sample` sensor
+            modes); None for the `none` mode.
         io_manager_key: the IO manager resource key, as for `dg.asset`.
         deps: extra upstream assets besides the feature's deps.
-        **asset_kwargs: any other `dg.asset` argument (resources, check_specs, ...).
+        **asset_kwargs: any other `dg.asset` argument (op_tags, retry_policy, pool, ...).
+
+    Returns:
+        A decorator turning the body into a `dg.AssetsDefinition`.
 
     Example:
-        >>> @feature_asset(graph, "crop")                    # doctest: +SKIP
-        ... def crop(context, metaxy_store: MetaxyStore): ...
+        >>> @feature_asset(graph, "crop")  # doctest: +SKIP
+        ... def crop(context: dg.AssetExecutionContext, increment: mx.Increment) -> pl.DataFrame:
+        ...     rows = increment.to_compute()
+        ...     return rows.with_columns(crop_path=pl.col("sample_id") + ".png")
     """
+    key = graph.spec(feature).key
+    taken = sorted({"key", "name", "key_prefix"} & set(asset_kwargs))
+    if taken:
+        raise mx.SpecError(f"feature_asset({key}): the asset key is the feature's; drop {taken}.")
+    if graph.spec(key).is_root and source is None:
+        raise mx.SpecError(f"Root feature {key} needs source= (its ids and input versions).")
     kwargs = _asset_kwargs(
         graph,
-        feature,
+        key,
         group_name=group_name,
         kinds=kinds,
         partitions_def=partitions_def,
         io_manager_key=io_manager_key,
-        with_source=False,
+        with_source=source is not None,
     )
     kwargs["deps"] = [*kwargs["deps"], *deps]
     kwargs["tags"] = {**kwargs["tags"], **asset_kwargs.pop("tags", {})}
     kwargs["metadata"] = {**kwargs["metadata"], **asset_kwargs.pop("metadata", {})}
-    return dg.asset(**kwargs, **asset_kwargs)
+    kwargs.update(asset_kwargs)
+
+    def decorate(body: ComputeFn) -> dg.AssetsDefinition:
+        if not callable(body):
+            raise mx.SpecError(f"feature_asset({key}) decorates a function, got {body!r}.")
+        return _feature_asset(graph, key, body, source, dict(kwargs))
+
+    return decorate
 
 
 def _feature_asset(
@@ -102,17 +135,14 @@ def _feature_asset(
     kwargs: dict[str, Any],
 ) -> dg.AssetsDefinition:
     io_manager_key = kwargs["io_manager_key"]
+    required = {io_manager_key, *kwargs.pop("required_resource_keys", ())}
 
-    @dg.asset(
-        **kwargs,
-        check_specs=check_specs(key),
-        required_resource_keys={io_manager_key},
-    )
+    @dg.asset(**kwargs, check_specs=check_specs(key), required_resource_keys=required)
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         io: MetaxyIOManager = getattr(context.resources, io_manager_key)
         increment = io.load_increment(context, key, source=source)
         context.log.info(increment.describe())
-        rows = compute(context, increment) if increment.to_compute().height else None
+        rows = compute(context, increment) if increment.to_compute().height else _NOTHING
         yield io.output(increment, rows)
         store = io.store.open()
         ids = partition_ids(store, run_partition_keys(context))

@@ -1,6 +1,6 @@
 """One call that wires a graph into a Dagster code location."""
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 import dagster as dg
@@ -8,6 +8,7 @@ import dagster as dg
 import metaxy_core as mx
 from metaxy_dagster._assets import DEFAULT_GROUP, IO_MANAGER_KEY, ComputeFn, feature_assets
 from metaxy_dagster._io_manager import MetaxyIOManager, SourceFn
+from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import batch_partitions
 from metaxy_dagster._resources import MetaxyStore
 from metaxy_dagster._sensors import Mode, cleanup_sensor, increment_sensor
@@ -29,6 +30,8 @@ def build_definitions(
     keep_partitions: int = 100,
     sensors_running: bool = False,
     executor: dg.ExecutorDefinition | None = dg.in_process_executor,
+    assets: Sequence[dg.AssetsDefinition] = (),
+    exclude: Iterable[Any] = (),
 ) -> dg.Definitions:
     """Assets, source assets, checks, both sensors, a job and resources for a feature graph.
 
@@ -48,6 +51,14 @@ def build_definitions(
         executor: how runs execute their steps. In one process by default: an embedded
             DuckDB file admits one writing process, and per-step processes would queue on
             its lock. Pass None for Dagster's default (a process per step), e.g. with Delta.
+        assets: hand-written feature assets (`feature_asset`); they join the job and the
+            increment sensor exactly like generated ones.
+        exclude: features this code location deliberately does not compute.
+
+    Raises:
+        SpecError: a feature has neither a compute, a hand-written asset nor an exclusion
+            (naming them), a feature has two of them, an asset is not a feature asset of
+            `graph`, or a hand-written asset's partitions do not fit `mode`.
 
     Returns:
         `dg.Definitions` with resources `metaxy_store` and `metaxy_io_manager` and job `metaxy_job`.
@@ -58,13 +69,16 @@ def build_definitions(
     """
     resource = store or MetaxyStore(graph=graph)
     partitions = None if mode == "none" else batch_partitions()
-    assets = feature_assets(
+    hand_written = _hand_written_features(graph, assets, partitions)
+    _check_coverage(graph, computes, hand_written, exclude)
+    generated = feature_assets(
         graph, computes, sources=sources, partitions_def=partitions, group_name=group_name
     )
-    features = [graph.spec(f).key for f in computes]
+    every_asset = [*generated, *hand_written.values()]
+    features = [graph.spec(f).key for f in computes] + list(hand_written)
     job = dg.define_asset_job(
         JOB_NAME,
-        selection=dg.AssetSelection.assets(*assets),
+        selection=dg.AssetSelection.assets(*every_asset),
         description="Computes the increments of the metaxy features (launched by the sensor).",
     )
     status = dg.DefaultSensorStatus.RUNNING if sensors_running else dg.DefaultSensorStatus.STOPPED
@@ -83,9 +97,71 @@ def build_definitions(
     if partitions is not None:
         sensors.append(cleanup_sensor(partitions, keep=keep_partitions, default_status=status))
     return dg.Definitions(
-        assets=[*source_assets(graph, sources, group_name=group_name), *assets],
+        assets=[*source_assets(graph, sources, group_name=group_name), *every_asset],
         jobs=[job],
         sensors=sensors,
         resources={STORE_KEY: resource, IO_MANAGER_KEY: MetaxyIOManager(store=resource)},
         executor=executor,
     )
+
+
+def _hand_written_features(
+    graph: mx.FeatureGraph,
+    assets: Sequence[dg.AssetsDefinition],
+    partitions: dg.PartitionsDefinition | None,
+) -> dict[mx.FeatureKey, dg.AssetsDefinition]:
+    """Hand-written assets by the feature they compute (their asset key is the feature's)."""
+    by_asset_key = {feature_asset_key(k): k for k in graph.keys}
+    found: dict[mx.FeatureKey, dg.AssetsDefinition] = {}
+    want = getattr(partitions, "name", None)
+    for asset in assets:
+        if not isinstance(asset, dg.AssetsDefinition):
+            raise mx.SpecError(
+                f"build_definitions(assets=...) takes feature assets, got {asset!r}."
+            )
+        keys = [by_asset_key.get(k) for k in asset.keys]
+        if len(keys) != 1 or keys[0] is None:
+            names = [k.to_user_string() for k in asset.keys]
+            raise mx.SpecError(
+                f"Asset {names} is not a feature asset of this graph (make it with "
+                "mxd.feature_asset); add other assets with dg.Definitions.merge."
+            )
+        key = keys[0]
+        if key in found:
+            raise mx.SpecError(f"Two hand-written assets compute feature {key}.")
+        have = getattr(asset.partitions_def, "name", None)
+        if have != want:
+            raise mx.SpecError(
+                f"The hand-written asset of {key} is partitioned by {have!r}, but the sensor's "
+                f"mode needs {want!r}: pass partitions_def="
+                + ("None" if want is None else "mxd.batch_partitions()")
+                + " to feature_asset."
+            )
+        found[key] = asset
+    return found
+
+
+def _check_coverage(
+    graph: mx.FeatureGraph,
+    computes: Mapping[Any, ComputeFn],
+    hand_written: Mapping[mx.FeatureKey, dg.AssetsDefinition],
+    exclude: Iterable[Any],
+) -> None:
+    """Every feature is computed exactly one way, or deliberately excluded."""
+    computed = [graph.spec(f).key for f in computes]
+    excluded = {graph.spec(f).key for f in exclude}
+    twice = sorted(k.path for k in computed if k in hand_written or k in excluded)
+    twice += sorted(k.path for k in hand_written if k in excluded)
+    if twice:
+        raise mx.SpecError(
+            f"Feature(s) {twice} are given more than one of: a compute, a hand-written asset, "
+            "an exclusion. Keep one."
+        )
+    covered = {*computed, *hand_written, *excluded}
+    missing = [k.path for k in graph.keys if k not in covered]
+    if missing:
+        raise mx.SpecError(
+            f"Feature(s) {missing} have no compute function and no hand-written asset: add "
+            "them to computes=, pass their @feature_asset in assets=, or list them in "
+            "exclude= if this code location does not compute them."
+        )

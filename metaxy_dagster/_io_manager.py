@@ -41,15 +41,17 @@ def run_partition_keys(
 
 
 def _to_polars(rows: Any, feature: mx.FeatureKey) -> pl.DataFrame:
-    if rows is None:
-        return pl.DataFrame()
+    """The compute's rows as polars; anything but a dataframe (None too) is refused by name."""
     if isinstance(rows, pl.DataFrame):
         return rows
+    if isinstance(rows, pl.LazyFrame):
+        return rows.collect()
     try:
         return nw.from_native(rows, eager_only=True).to_polars()
     except TypeError:
         raise mx.WriteValidationError(
-            f"The compute function of {feature} returned {type(rows).__name__}; return a dataframe."
+            f"The compute function of {feature} returned {type(rows).__name__}; return a "
+            "dataframe of rows for the increment's samples (an empty one writes nothing)."
         ) from None
 
 
