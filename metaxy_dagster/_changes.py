@@ -8,8 +8,9 @@ import polars as pl
 
 import metaxy_core as mx
 from metaxy_dagster._io_manager import SourceFn
+from metaxy_dagster._partitions import MANUAL_KIND
 
-BATCH_KINDS = ("batch", "sample")
+BATCH_KINDS = ("batch", "sample", MANUAL_KIND)
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 # Pending sample ids grouped by their key columns (batches can be keyed by different columns).
@@ -186,8 +187,10 @@ def reconcile_batches(
         if not instance.has_dynamic_partition(partitions_name, key):
             store.set_batch_status(key, "abandoned")
             continue
+        # A manual manifest is written by its run, after the run was created.
+        after = None if row["kind"] == MANUAL_KIND else row["updated_at"]
         runs = instance.get_runs(
-            dg.RunsFilter(tags={"dagster/partition": key}, created_after=row["updated_at"])
+            dg.RunsFilter(tags={"dagster/partition": key}, created_after=after)
         )
         statuses = {run.status for run in runs}
         if not statuses:

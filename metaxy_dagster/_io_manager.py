@@ -11,7 +11,7 @@ import polars as pl
 import metaxy_core as mx
 from metaxy_core import columns as C
 from metaxy_dagster._metadata import content_version, preview
-from metaxy_dagster._partitions import partition_ids, restrict
+from metaxy_dagster._partitions import partition_ids, restrict, write_manual_manifests
 from metaxy_dagster._resources import MetaxyStore
 
 SourceFn = Callable[[], Any]
@@ -146,8 +146,14 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             )
         samples = source() if spec.is_root and source is not None else None
         increment = store.resolve_update(spec.key, samples=samples)
-        ids = partition_ids(store, run_partition_keys(context))
-        return _restricted(increment, ids)
+        keys = run_partition_keys(context)
+        manual = write_manual_manifests(store, keys, increment)
+        if manual:
+            context.log.info(
+                f"Partition(s) {manual} had no batch manifest (added by hand): they now hold "
+                f"{store.batch_ids(manual[0]).height} sample(s) of {spec.key}'s increment."
+            )
+        return _restricted(increment, partition_ids(store, keys))
 
     def output(self, increment: mx.Increment, rows: Any) -> dg.MaterializeResult:
         """Validate the compute function's rows; the result carries them and a content data version.

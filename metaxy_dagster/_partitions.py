@@ -13,6 +13,10 @@ import metaxy_core as mx
 DEFAULT_PARTITIONS_NAME = "metaxy_batches"
 # Dagster's guidance: at most ~25k partition requests per sensor tick.
 MAX_PARTITION_REQUESTS = 25_000
+# Samples per batch: the sensor's default, and the bound of a manual (UI) batch.
+DEFAULT_BATCH_SIZE = 10_000
+# The manifest kind of a partition a user added by hand (Materialize in the UI).
+MANUAL_KIND = "manual"
 
 
 def batch_partitions(name: str = DEFAULT_PARTITIONS_NAME) -> dg.DynamicPartitionsDefinition:
@@ -84,3 +88,46 @@ def restrict(frame: pl.DataFrame, ids: pl.DataFrame | None) -> pl.DataFrame:
     return frame.join(
         ids.cast({c: frame.schema[c] for c in ids.columns}), on=ids.columns, how="semi"
     )
+
+
+def _manifest_anchor(graph: mx.FeatureGraph, key: mx.FeatureKey) -> mx.FeatureKey:
+    """The feature a manual manifest names: `key`, or its expansion parent (same id columns)."""
+    columns = set(graph.spec(key).parent_key)
+    for candidate in (key, *graph.topological_order()):
+        if set(graph.spec(candidate).id_columns) == columns:
+            return candidate
+    return key  # unreachable for a valid graph: an expansion's parent is in the graph
+
+
+def write_manual_manifests(
+    store: mx.MetadataStore,
+    keys: Sequence[str],
+    increment: mx.Increment,
+    *,
+    limit: int = DEFAULT_BATCH_SIZE,
+) -> list[str]:
+    """Give partition keys a user added by hand a manifest: this increment's samples, bounded.
+
+    A run of a partition the sensor did not create (Materialize with a new partition in the
+    UI, `dg.materialize(partition_key=...)`) takes the first asset's current increment, at
+    most `limit` samples, and records it; the run's other assets and any re-run of the
+    partition then read that manifest, like a sensor batch.
+
+    Returns:
+        The keys that got a manifest now.
+    """
+    known = set(store.batches()["batch_key"].to_list())
+    missing = [k for k in keys if k not in known]
+    if not missing:
+        return []
+    graph = store.graph
+    spec = graph.spec(increment.feature)
+    key = list(spec.parent_key)
+    frames = [increment.new.select(key), increment.stale.select(key)]
+    if key == list(spec.id_columns):
+        frames.append(increment.orphaned.select(key))
+    ids = pl.concat(frames, how="vertical_relaxed").unique().sort(key).head(limit)
+    anchor = _manifest_anchor(graph, increment.feature)
+    for partition in missing:  # several new keys in one run share the samples
+        store.write_batch(partition, anchor, ids, kind=MANUAL_KIND)
+    return missing
