@@ -6,6 +6,7 @@ has no built-in, so it is an Arrow UDF that calls the very polars-hash function 
 polars engine uses.
 """
 
+import functools
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
@@ -18,6 +19,7 @@ from duckdb.func import PythonUDFType
 
 from metaxy_core._errors import SpecError
 from metaxy_core._filters import Filter
+from metaxy_core.versioning._engine import Composition
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 XXH3_UDF = "metaxy_xxh3_64"
@@ -72,6 +74,32 @@ def hash_sql(column: str, settings: HashSettings) -> str:
     return expr if settings.length is None else f"left({expr}, {settings.length})"
 
 
+def composed(composition: Composition) -> duckdb.Expression:
+    """A hash input (`Composition`) as a DuckDB expression, as the polars engine builds it.
+
+    Literals are constants, never SQL text: a code version may hold quotes or NUL.
+    """
+    text = duckdb.sqltype("VARCHAR")
+    null = duckdb.ConstantExpression(None).cast(text)
+
+    def part(label: str, column: str) -> duckdb.Expression:
+        value = duckdb.ColumnExpression(column)
+        length = duckdb.FunctionExpression("strlen", value).cast(text)  # bytes, as len_bytes
+        colon = duckdb.ConstantExpression(":")
+        framed = duckdb.FunctionExpression(
+            "concat", duckdb.ConstantExpression(label), length, colon, value
+        )
+        return duckdb.CaseExpression(value.isnull(), null).otherwise(framed)
+
+    parts = [part(*p) for p in composition.parts]
+    head = duckdb.ConstantExpression(composition.head)
+    out = duckdb.FunctionExpression("concat", head, *parts)  # concat() skips nulls
+    if not composition.all_or_null or not parts:
+        return out
+    nulls = (duckdb.ColumnExpression(c).isnull() for _, c in composition.parts)
+    return duckdb.CaseExpression(functools.reduce(lambda a, b: a | b, nulls), null).otherwise(out)
+
+
 _INTEGERS = ("TINYINT", "SMALLINT", "INTEGER", "BIGINT")
 
 
@@ -121,6 +149,14 @@ class DuckDBEngine:
         ]
         keys = [duckdb.ColumnExpression(c) for c in by]
         return nw.from_native(rel.aggregate([*keys, *aggs], ", ".join(quote(c) for c in by)))
+
+    def compose(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition]
+    ) -> nw.LazyFrame[Any]:
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        replaced = [out for out in inputs if out in rel.columns]
+        exprs = [composed(c).alias(out) for out, c in inputs.items()]
+        return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
 
     def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:
         rel: duckdb.DuckDBPyRelation = frame.to_native()

@@ -21,7 +21,7 @@ from metaxy_core.stores._resolve import expected_rows
 from metaxy_core.versioning import feature_version
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
-from metaxy_core.versioning._provenance import data_version_expr
+from metaxy_core.versioning._provenance import by_field
 
 if TYPE_CHECKING:  # the store module imports this one
     from metaxy_core.stores._base import MetadataStore
@@ -124,8 +124,12 @@ def _with_data_versions(
         else pl.col(C.provenance_column(f)).alias(C.data_version_column(f))
         for f in fields
     )
-    lazy = nw.from_native(frame.lazy()).with_columns(data_version_expr(fields).alias("__mx_dv_in"))
-    return PolarsEngine().hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, settings).collect().to_native()
+    engine = PolarsEngine()
+    lazy = engine.compose(
+        nw.from_native(frame.lazy()), {"__mx_dv_in": by_field(fields, C.data_version_column)}
+    )
+    hashed = engine.hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, settings).drop("__mx_dv_in")
+    return hashed.collect().to_native()
 
 
 def _system_columns(fields: Sequence[str]) -> list[str]:

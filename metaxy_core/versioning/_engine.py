@@ -1,6 +1,7 @@
 """The few operations narwhals cannot express portably, implemented once per engine."""
 
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import narwhals as nw
@@ -8,6 +9,20 @@ import polars as pl
 
 from metaxy_core._filters import Filter
 from metaxy_core.versioning._hashing import HashSettings
+
+
+@dataclass(frozen=True)
+class Composition:
+    """A hash input: the literal `head`, then per part its literal label and framed value.
+
+    A part's value is a string column, framed as `<UTF-8 byte length>:<value>` (see
+    `_provenance`). A part whose value is null is left out; with `all_or_null`, a null
+    value makes the whole input null.
+    """
+
+    head: str
+    parts: tuple[tuple[str, str], ...]  # (label, column)
+    all_or_null: bool = False
 
 
 class Engine(Protocol):
@@ -23,6 +38,12 @@ class Engine(Protocol):
         self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]
     ) -> nw.LazyFrame[Any]:
         """Group by `by`; each `out` column joins its group's `in` strings, sorted, with ','."""
+        ...
+
+    def compose(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition]
+    ) -> nw.LazyFrame[Any]:
+        """Add `out` string columns, each composed as its `Composition` says."""
         ...
 
     def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:

@@ -9,6 +9,7 @@ import polars_hash as plh
 
 from metaxy_core._canonical import id_text
 from metaxy_core._filters import Filter
+from metaxy_core.versioning._engine import Composition
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 
@@ -22,6 +23,21 @@ def polars_hash_expr(column: str, settings: HashSettings) -> pl.Expr:
         case HashAlgorithm.SHA256:
             expr = plh.col(column).chash.sha2_256()
     return expr if settings.length is None else expr.str.head(settings.length)
+
+
+def composed(composition: Composition) -> pl.Expr:
+    """The polars expression of a hash input (`Composition`)."""
+
+    def part(label: str, column: str) -> list[pl.Expr]:
+        value = pl.col(column)
+        return [pl.lit(label), value.str.len_bytes().cast(pl.String), pl.lit(":"), value]
+
+    if composition.all_or_null:  # concat_str is null when any input is
+        return pl.concat_str(
+            [pl.lit(composition.head), *(e for p in composition.parts for e in part(*p))]
+        )
+    parts = [pl.concat_str(part(*p)) for p in composition.parts]
+    return pl.concat_str([pl.lit(composition.head), *parts], ignore_nulls=True)
 
 
 class PolarsEngine:
@@ -40,6 +56,12 @@ class PolarsEngine:
         native: pl.LazyFrame = frame.to_native()
         aggs = [pl.col(src).sort().str.join(",").alias(out) for out, src in columns.items()]
         return nw.from_native(native.group_by(list(by)).agg(aggs))
+
+    def compose(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition]
+    ) -> nw.LazyFrame[Any]:
+        native: pl.LazyFrame = frame.to_native()
+        return nw.from_native(native.with_columns(composed(c).alias(o) for o, c in inputs.items()))
 
     def id_text(self, frame: nw.LazyFrame[Any], columns: Mapping[str, str]) -> nw.LazyFrame[Any]:
         native: pl.LazyFrame = frame.to_native()

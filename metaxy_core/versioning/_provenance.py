@@ -1,9 +1,9 @@
-"""Sample provenance as narwhals expressions: what each sample's versions should be now.
+"""Sample provenance: what each sample's versions should be now, built on the store's engine.
 
-Every hash input is a row of framed parts, `<length>:<text>` with the length in Unicode
-code points (polars `len_chars`, DuckDB `length`, Python `len`). A framed part says where
-it ends, so no value, whatever text it holds, can pass for another split of the same
-parts, and no separator needs escaping. With F(x) for a framed part:
+Every hash input is a row of framed parts, `<length>:<text>` with the length in UTF-8
+bytes (polars `len_bytes`, DuckDB `strlen`, Python `len(text.encode())`). A framed part
+says where it ends, so no value, whatever text it holds, can pass for another split of
+the same parts, and no separator needs escaping. With F(x) for a framed part:
 
 - field provenance: F(feature path) F(field) F(code version), then for each parent field
   (sorted) with a data version: F(upstream path) F(upstream field) F(data version). A null
@@ -17,7 +17,8 @@ parts, and no separator needs escaping. With F(x) for a framed part:
   version are left out; a group left with none is null.
 - sample provenance and sample data version: F(field) F(value) for each field, sorted.
 
-Id values and root inputs enter as their canonical text (`metaxy_core._canonical`).
+Id values and root inputs enter as their canonical text (`metaxy_core._canonical`). The
+engines build these inputs (`Engine.compose`); this module says what goes in them.
 """
 
 from collections.abc import Callable, Mapping
@@ -30,7 +31,7 @@ from metaxy_core._filters import parse_filters
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureDep, FieldSpec
-from metaxy_core.versioning._engine import Engine, apply_filters
+from metaxy_core.versioning._engine import Composition, Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
 
 _INPUT = "__mx_in__"
@@ -48,44 +49,34 @@ def input_column(field: str) -> str:
 
 
 def framed(*texts: str) -> str:
-    """Literal parts, each framed as `<length>:<text>`."""
-    return "".join(f"{len(t)}:{t}" for t in texts)
-
-
-def _framed(value: nw.Expr) -> nw.Expr:
-    """`<length>:<value>` of a string expression; null where the value is null."""
-    return nw.concat_str([value.str.len_chars().cast(nw.String), nw.lit(":"), value])
-
-
-def _composed(head: str, parts: list[nw.Expr]) -> nw.Expr:
-    """The literal head, then every part that is not null."""
-    return nw.concat_str([nw.lit(head), *parts], ignore_nulls=True)
+    """Literal parts, each framed as `<UTF-8 byte length>:<text>`."""
+    return "".join(f"{len(t.encode())}:{t}" for t in texts)
 
 
 def _field_head(key: FeatureKey, field: FieldSpec) -> str:
     return framed(key.path, field.key, field.code_version)
 
 
-def _by_field(fields: list[str], column: Callable[[str], str]) -> nw.Expr:
+def by_field(fields: list[str], column: Callable[[str], str]) -> Composition:
     """F(field) F(value) for each field, sorted: a sample's provenance or data version input."""
-    parts: list[nw.Expr] = []
-    for f in sorted(fields):
-        parts += [nw.lit(framed(f)), _framed(nw.col(column(f)))]
-    return nw.concat_str(parts)
+    return Composition("", tuple((framed(f), column(f)) for f in sorted(fields)))
 
 
 def _with_sample_provenance(
     frame: nw.LazyFrame[Any], fields: list[str], engine: Engine, settings: HashSettings
 ) -> nw.LazyFrame[Any]:
     """Add `metaxy_provenance`: the hash of the sorted per-field provenance values."""
-    frame = frame.with_columns(_by_field(fields, C.provenance_column).alias(_INPUT + "sample"))
+    frame = engine.compose(frame, {_INPUT + "sample": by_field(fields, C.provenance_column)})
     return engine.hash(frame, {C.PROVENANCE: _INPUT + "sample"}, settings).drop(_INPUT + "sample")
 
 
 def _hash_fields(
-    frame: nw.LazyFrame[Any], inputs: Mapping[str, nw.Expr], engine: Engine, settings: HashSettings
+    frame: nw.LazyFrame[Any],
+    inputs: Mapping[str, Composition],
+    engine: Engine,
+    settings: HashSettings,
 ) -> nw.LazyFrame[Any]:
-    frame = frame.with_columns(*(expr.alias(_INPUT + f) for f, expr in inputs.items()))
+    frame = engine.compose(frame, {_INPUT + f: c for f, c in inputs.items()})
     frame = engine.hash(frame, {C.provenance_column(f): _INPUT + f for f in inputs}, settings)
     frame = frame.drop(*(_INPUT + f for f in inputs))
     return _with_sample_provenance(frame, list(inputs), engine, settings)
@@ -105,7 +96,7 @@ def root_provenance(
     """
     spec = graph.spec(feature)
     inputs = {
-        f.key: _composed(_field_head(spec.key, f), [_framed(nw.col(input_column(f.key)))])
+        f.key: Composition(_field_head(spec.key, f), (("", input_column(f.key)),))
         for f in spec.fields
     }
     out = _hash_fields(samples, inputs, engine, settings)
@@ -149,8 +140,9 @@ def _groups(
 ) -> nw.LazyFrame[Any]:
     """Aggregation: one row per group; each data version column lists the group's members."""
     frame = engine.id_text(frame, {_ID + c: c for c in members})
-    key = [_framed(nw.col(_ID + c)) for c in members]
-    frame = frame.with_columns(nw.concat_str([*key, _framed(nw.col(c))]).alias(c) for c in columns)
+    key = tuple(("", _ID + c) for c in members)
+    member = {c: Composition("", (*key, ("", c)), all_or_null=True) for c in columns}
+    frame = engine.compose(frame, member)
     frame = engine.sorted_concat(frame, by, {c: c for c in columns})
     # A group of nulls only is '' on some engines and null on others; a member is never ''.
     return frame.with_columns(nw.when(nw.col(c) != "").then(nw.col(c)).alias(c) for c in columns)
@@ -181,18 +173,13 @@ def expected_provenance(
                 frame, on=list(spec.parent_key), how="left" if dep.optional else "inner"
             )
     assert joined is not None, "roots use root_provenance"
-    inputs: dict[str, nw.Expr] = {}
-    for f in spec.fields:
-        parts = [
-            nw.concat_str([nw.lit(framed(up.path, g)), _framed(nw.col(parent_column(up, g)))])
-            for up, g in parents[f.key]
-        ]
-        inputs[f.key] = _composed(_field_head(spec.key, f), parts)
+    inputs = {
+        f.key: Composition(
+            _field_head(spec.key, f),
+            tuple((framed(up.path, g), parent_column(up, g)) for up, g in parents[f.key]),
+        )
+        for f in spec.fields
+    }
     out = _hash_fields(joined, inputs, engine, settings)
     dv_columns = [parent_column(u, g) for refs in parents.values() for (u, g) in refs]
     return out.drop(*sorted(set(dv_columns)))
-
-
-def data_version_expr(fields: list[str]) -> nw.Expr:
-    """The input string of the sample data version: the sorted per-field data versions."""
-    return _by_field(fields, C.data_version_column)

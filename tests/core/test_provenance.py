@@ -16,8 +16,8 @@ def md5(text: str) -> str:
 
 
 def framed(*texts: str) -> str:
-    """The documented layout of a hash input: each part as `<length in code points>:<text>`."""
-    return "".join(f"{len(t)}:{t}" for t in texts)
+    """The documented layout of a hash input: each part as `<UTF-8 byte length>:<text>`."""
+    return "".join(f"{len(t.encode())}:{t}" for t in texts)
 
 
 def root_rows(store: mx.MetadataStore, samples: pl.DataFrame, **values) -> mx.Increment:
@@ -582,3 +582,27 @@ def test_a_store_written_in_an_older_provenance_format_is_refused(tmp_path):
         compute_increment(store, "video", {"path": "p"}, samples=inputs(1))
     with mx.DuckDBStore(tmp_path / "new.duckdb", graph()) as store:
         assert store.hash_settings == mx.HashSettings()
+
+
+@pytest.mark.parametrize("kind", ["memory", "duckdb"])
+def test_framing_counts_utf8_bytes_of_any_text(kind, tmp_path):
+    """Lengths are UTF-8 bytes on every engine: non-ASCII, quotes and NUL included."""
+    override = "é👍\x00'\"|1:"
+    settings = mx.HashSettings("md5")
+    store = (
+        mx.MemoryStore(override_graph(), hash_settings=settings)
+        if kind == "memory"
+        else mx.DuckDBStore(tmp_path / "m.duckdb", override_graph(), hash_settings=settings)
+    )
+    with store:
+        rows = store.resolve_update("video", samples=inputs(1)).new
+        store.write(
+            "video", rows.with_columns(pl.lit(override).alias(C.data_version_column("audio")))
+        )
+        crop = store.resolve_update("crop").new.row(0, named=True)
+        video = store.read("video").row(0, named=True)
+    assert crop[C.provenance_column("audio")] == md5(
+        framed("crop", "audio", "1", "video", "audio", override)
+    )
+    frames = video[C.data_version_column("frames")]
+    assert video[C.DATA_VERSION] == md5(framed("audio", override, "frames", frames))

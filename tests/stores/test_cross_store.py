@@ -209,7 +209,7 @@ def events() -> pl.DataFrame:
 
 
 def framed(*texts: str) -> str:
-    return "".join(f"{len(t)}:{t}" for t in texts)
+    return "".join(f"{len(t.encode())}:{t}" for t in texts)
 
 
 def md5(text: str) -> str:
