@@ -171,7 +171,24 @@ def latest_batches(
 
 
 def decode_ids(graph: FeatureGraph, batch: dict[str, Any]) -> pl.DataFrame:
-    """A manifest's sample ids, typed like the feature's id columns."""
+    """A manifest's sample ids, typed like the feature's id columns.
+
+    Dates, datetimes and decimals were kept as their `str()` text (JSON has no such types).
+    """
     definition = graph.definition(batch["feature"])
     schema = {c: definition.columns[c] for c in definition.spec.id_columns}
-    return pl.DataFrame(json.loads(batch["sample_ids"]), schema=schema)
+    as_text = {c for c, d in schema.items() if d.is_temporal() or d.is_decimal()}
+    frame = pl.DataFrame(
+        json.loads(batch["sample_ids"]),
+        schema={c: pl.String() if c in as_text else d for c, d in schema.items()},
+    )
+    return frame.with_columns(_parsed(c, schema[c]) for c in as_text)
+
+
+def _parsed(column: str, dtype: pl.DataType) -> pl.Expr:
+    text = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        return text.str.to_datetime(time_unit=dtype.time_unit, time_zone=dtype.time_zone)
+    if isinstance(dtype, pl.Date):
+        return text.str.to_date()
+    return text.cast(dtype)

@@ -245,3 +245,12 @@ def test_aggregation_members_keyed_by_datetimes_hash_alike_on_every_store(kind, 
     assert got.row(0)[:2] == ("u1", u1_summary)
     u2 = member("-62135596800000000", "2932896", "0.00", "true")
     assert got.row(1)[:2] == ("u2", md5(framed("user", "summary", "1", "event", "e", u2)))
+
+
+@pytest.mark.parametrize("kind", list(ALL_STORES))
+def test_batch_manifests_keep_typed_ids(kind, tmp_path):
+    """A manifest of datetime, date, decimal and bool ids reads back equal (it raised before)."""
+    ids = events().drop("e")
+    with ALL_STORES[kind](event_graph(), tmp_path) as store:
+        store.write_batch("b1", "event", ids, kind="batch")
+        assert store.batch_ids("b1").equals(ids)
