@@ -501,12 +501,18 @@ def test_a_missing_optional_parent_differs_from_an_empty_data_version():
     assert new[C.provenance_column("audio")].n_unique() == 2
 
 
-def test_root_inputs_of_every_dtype_have_one_text_and_null_is_not_empty():
+@pytest.mark.parametrize("kind", ["memory", "duckdb", "delta"])
+def test_root_inputs_of_every_dtype_have_one_text_and_null_is_not_empty(kind, tmp_path):
     import datetime as dt
     from decimal import Decimal
 
-    spec = mx.FeatureSpec("r", id_columns=["id"], fields=["v"])
-    store = mx.MemoryStore(mx.FeatureGraph([spec]), hash_settings=mx.HashSettings("md5"))
+    g = mx.FeatureGraph([mx.FeatureSpec("r", id_columns=["id"], fields=["v"])])
+    settings = mx.HashSettings("md5")
+    store = {
+        "memory": lambda: mx.MemoryStore(g, hash_settings=settings),
+        "duckdb": lambda: mx.DuckDBStore(tmp_path / "m.duckdb", g, hash_settings=settings),
+        "delta": lambda: mx.DeltaStore(tmp_path / "delta", g, hash_settings=settings),
+    }[kind]()
 
     def audio_of(values: pl.Series) -> list[str]:
         samples = pl.DataFrame({"id": [str(i) for i in range(len(values))], "v": values})
