@@ -39,8 +39,12 @@ def _feature_of(args: tuple[Any, ...]) -> str:
 
 def store_error(store: Any, method: str, args: tuple[Any, ...], exc: BaseException) -> MetaxyError:
     """The `StoreError` a foreign exception in a store method becomes."""
-    location = getattr(store, "uri", None) or getattr(store, "path", None)
-    where = f"{type(store).__name__}({str(location)!r})" if location else type(store).__name__
+    location = (
+        None
+        if isinstance(store, type)
+        else getattr(store, "uri", None) or getattr(store, "path", None)
+    )
+    where = f"{_name(store)}({str(location)!r})" if location else _name(store)
     action = "opening the store" if method == "__init__" else f"{method}(){_feature_of(args)}"
     detail = f"{type(exc).__name__}: {exc}{_explained(store, exc)}"
     return StoreError(f"{where}: {action} failed: {detail}")
@@ -57,12 +61,17 @@ def _explained(store: Any, exc: BaseException) -> str:
         return ""
 
 
+def _name(owner: Any) -> str:
+    """The class name of an instance, or of a class itself (for class methods)."""
+    return owner.__name__ if isinstance(owner, type) else type(owner).__name__
+
+
 def argument_error(owner: Any, name: str, args: tuple[Any, ...], exc: BaseException) -> MetaxyError:
     """The `SpecError` a foreign exception in a spec, graph or helper becomes."""
     if owner is None:
         where = name
     else:
-        where = type(owner).__name__ if name == "__init__" else f"{type(owner).__name__}.{name}"
+        where = _name(owner) if name == "__init__" else f"{_name(owner)}.{name}"
     return SpecError(f"{where}: invalid arguments ({type(exc).__name__}: {exc}).")
 
 
@@ -104,5 +113,7 @@ def guard_public_methods(cls: type, error: ErrorFactory = argument_error) -> Non
             setattr(cls, name, guarded(member, error))
         elif isinstance(member, classmethod | staticmethod):
             descriptor = cast(Any, member)  # pyright cannot see through descriptor generics
-            inner = guarded(descriptor.__func__, error, method=False)
+            # A class method's first argument is the class: it names the owner.
+            is_class = isinstance(member, classmethod)
+            inner = guarded(descriptor.__func__, error, method=is_class)
             setattr(cls, name, type(descriptor)(inner))

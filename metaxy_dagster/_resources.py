@@ -34,6 +34,13 @@ class MetaxyStore(dg.ConfigurableResource):
             "file before failing."
         ),
     )
+    sensor_lock_timeout: float = Field(
+        default=10.0,
+        description=(
+            "Seconds a sensor tick waits for the DuckDB file before skipping the tick with "
+            "a message naming the lock holder (well inside Dagster's 60 s sensor deadline)."
+        ),
+    )
     delta_uri: str | None = Field(
         default=None,
         description="Directory or object-store URI of a Delta Lake store (used instead of DuckDB).",
@@ -69,19 +76,33 @@ class MetaxyStore(dg.ConfigurableResource):
         """The Dagster run id of the current run (None outside runs, e.g. in sensors)."""
         return self._run_id
 
-    def open(self) -> mx.MetadataStore:
+    def open(self, *, lock_timeout: float | None = None) -> mx.MetadataStore:
         """The metaxy store, opened once per resource instance.
+
+        Args:
+            lock_timeout: how long to wait for a DuckDB file another process holds
+                (default: the `lock_timeout` field; sensors pass `sensor_lock_timeout`).
 
         Returns:
             The injected `store`, a `DeltaStore` if `delta_uri` is set, else a `DuckDBStore`.
+
+        Raises:
+            StoreLockedError: the DuckDB file stayed locked for the whole wait.
         """
         if self.store is not None:
             return self.store
         if self._opened is None:
-            self._opened = self._build()
+            self._opened = self._build(self.lock_timeout if lock_timeout is None else lock_timeout)
         return self._opened
 
-    def _build(self) -> mx.MetadataStore:
+    @property
+    def is_single_writer(self) -> bool:
+        """True for an embedded DuckDB file: one process writes at a time."""
+        if self.store is not None:
+            return isinstance(self.store, mx.DuckDBStore)
+        return self.delta_uri is None
+
+    def _build(self, lock_timeout: float) -> mx.MetadataStore:
         settings = None
         if self.hash_algorithm is not None:
             settings = mx.HashSettings(self.hash_algorithm, length=self.hash_length)
@@ -93,7 +114,7 @@ class MetaxyStore(dg.ConfigurableResource):
                 storage_options=self.storage_options,
             )
         return mx.DuckDBStore(
-            self.duckdb_path, self.graph, hash_settings=settings, lock_timeout=self.lock_timeout
+            self.duckdb_path, self.graph, hash_settings=settings, lock_timeout=lock_timeout
         )
 
     def close(self) -> None:

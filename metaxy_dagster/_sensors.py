@@ -127,6 +127,31 @@ class _Limits:
         self.sample_cap = max_sample_partitions
 
 
+def _open_for_tick(resource: MetaxyStore) -> mx.MetadataStore | dg.SkipReason:
+    """The store, waiting at most `sensor_lock_timeout` for a DuckDB file another process holds."""
+    try:
+        return resource.open(lock_timeout=resource.sensor_lock_timeout)
+    except mx.StoreLockedError as exc:
+        return dg.SkipReason(f"Skipped this tick: {exc} The next tick tries again.")
+
+
+def _busy(
+    context: dg.SensorEvaluationContext, job_name: str, max_active_runs: int | None
+) -> dg.SkipReason | None:
+    """A skip while `max_active_runs` runs of the job are queued or running."""
+    if max_active_runs is None:
+        return None
+    active = context.instance.get_runs(
+        dg.RunsFilter(job_name=job_name, statuses=_ACTIVE), limit=max_active_runs
+    )
+    if len(active) < max_active_runs:
+        return None
+    return dg.SkipReason(
+        f"{len(active)} run(s) of {job_name} in progress (max_active_runs={max_active_runs}; "
+        "an embedded DuckDB file admits one writer at a time): waiting for them to finish."
+    )
+
+
 def _evaluate(
     context: dg.SensorEvaluationContext,
     store: mx.MetadataStore,
@@ -203,6 +228,7 @@ def increment_sensor(
     max_batches_per_tick: int = 10,
     max_open_batches: int = 100,
     max_sample_partitions: int = 1_000,
+    max_active_runs: int | Literal["auto"] | None = "auto",
     name: str = "metaxy_increment_sensor",
     minimum_interval_seconds: int = 60,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
@@ -228,6 +254,9 @@ def increment_sensor(
         max_batches_per_tick: new batches (partitions and runs) per tick (at most 25,000).
         max_open_batches: batches whose runs have not finished yet.
         max_sample_partitions: the most changed samples `sample` mode accepts in one tick.
+        max_active_runs: launch nothing while this many runs of `job` are queued or
+            running; `auto` (default) is 1 for an embedded DuckDB file (one writer at a
+            time) and no limit otherwise; None is no limit.
         name: the sensor name, as for `dg.sensor`.
         minimum_interval_seconds: the least time between ticks, as for `dg.sensor`.
         default_status: running or stopped when first loaded, as for `dg.sensor`.
@@ -262,9 +291,16 @@ def increment_sensor(
     def _sensor(
         context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore
     ) -> dg.SensorResult | dg.SkipReason:
-        return _evaluate(
-            context, metaxy_store.open(), source_by_key, keys, partitions_def, mode, limits
-        )
+        limit = max_active_runs
+        if limit == "auto":
+            limit = 1 if metaxy_store.is_single_writer else None
+        busy = _busy(context, job.name, limit)
+        if busy is not None:
+            return busy
+        store = _open_for_tick(metaxy_store)
+        if isinstance(store, dg.SkipReason):
+            return store
+        return _evaluate(context, store, source_by_key, keys, partitions_def, mode, limits)
 
     return _sensor
 
@@ -303,7 +339,9 @@ def cleanup_sensor(
     def _sensor(
         context: dg.SensorEvaluationContext, metaxy_store: MetaxyStore
     ) -> dg.SensorResult | dg.SkipReason:
-        store = metaxy_store.open()
+        store = _open_for_tick(metaxy_store)
+        if isinstance(store, dg.SkipReason):
+            return store
         reconcile_batches(context.instance, store, partitions_name)
         finished = set(
             store.batches().filter(pl.col("status").is_in(["done", "failed"]))["batch_key"]

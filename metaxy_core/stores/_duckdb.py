@@ -1,8 +1,9 @@
 """DuckDBStore: the embedded default, one database file, increments computed as SQL inside it."""
 
+import re
 import threading
 import time
-from collections.abc import Generator, Sequence
+from collections.abc import Callable, Generator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,8 @@ from metaxy_core.versioning._hashing import HashSettings
 CURRENT_SCHEMA = "metaxy_current"
 _STAGED = "__metaxy_staged"
 _LOCK_RETRY_SECONDS = 0.1
+# DuckDB names the process holding a file: "Conflicting lock is held in /usr/bin/python (PID 7)".
+_LOCK_HOLDER = re.compile(r"lock is held in .*?\(PID \d+\)")
 
 
 class DuckDBStore(MetadataStore):
@@ -33,9 +36,13 @@ class DuckDBStore(MetadataStore):
     current table, so their cost follows the number of samples, not the number of rewrites;
     `history()` reads the log. Only the increment is collected into polars.
 
-    A DuckDB file admits one writing process at a time: opening a file another process
-    holds is retried for `lock_timeout` seconds. Close the store (or use it as a context
-    manager) to let others in.
+    Concurrency, as DuckDB locks files: one process at a time may open the file to write,
+    and while it holds it no other process can open it at all, not even `read_only`;
+    several `read_only` processes may share it, but then no writer gets in. Opening a held
+    file is retried for `lock_timeout` seconds, then `StoreLockedError` names the holder.
+    Close the store (or use it as a context manager) to let others in. To read while
+    Dagster runs write (a notebook), use `DuckDBStore.snapshot(path, graph)`: it holds the
+    file only while copying it into memory, so it never stalls a run or a sensor.
 
     Args:
         path: the database file (created if missing, unless `read_only`).
@@ -67,7 +74,51 @@ class DuckDBStore(MetadataStore):
         super().__init__(graph, hash_settings=hash_settings)
         self.path = Path(path)
         self.read_only = read_only
-        self._con = _connect(self.path, read_only=read_only, lock_timeout=lock_timeout)
+        self._setup(_connect(self.path, read_only=read_only, lock_timeout=lock_timeout))
+
+    @classmethod
+    def snapshot(
+        cls,
+        path: str | Path,
+        graph: FeatureGraph,
+        *,
+        hash_settings: HashSettings | None = None,
+        lock_timeout: float = 10.0,
+    ) -> "DuckDBStore":
+        """A read-only store over an in-memory copy of the file as it is now.
+
+        The file is locked only while it is copied (retried for `lock_timeout` seconds if a
+        writer holds it), so reading from a notebook never blocks Dagster's runs and
+        sensors. Later writes to the file are not seen: take a new snapshot.
+
+        Args:
+            path: the database file.
+            graph: the feature graph.
+            hash_settings: as for `DuckDBStore` (default: adopt the recorded ones).
+            lock_timeout: seconds to keep retrying while a writer holds the file.
+
+        Returns:
+            A `read_only` store; its `path` is the file it was copied from.
+
+        Raises:
+            StoreError: the file does not exist or is not a DuckDB database.
+            StoreLockedError: a writer held the file for `lock_timeout` seconds.
+
+        Example:
+            >>> with DuckDBStore.snapshot("metadata.duckdb", graph) as store:  # doctest: +SKIP
+            ...     store.read("crop")
+        """
+        source = Path(path)
+        store = cls.__new__(cls)
+        MetadataStore.__init__(store, graph, hash_settings=hash_settings)
+        store.path = source
+        store.read_only = True
+        store._setup(_copy_into_memory(source, lock_timeout=lock_timeout))
+        return store
+
+    def _setup(self, con: duckdb.DuckDBPyConnection) -> None:
+        """Configure a fresh connection, then check settings and graph (closes it on failure)."""
+        self._con = con
         self._lock = threading.RLock()
         self._tables: set[tuple[str, str]] = set()  # tables seen to exist (never dropped)
         self._exec("SET TimeZone = 'UTC'")
@@ -217,17 +268,53 @@ def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.Duck
     if read_only and not path.exists():
         raise StoreError(f"Cannot open DuckDB store {path} read_only: the file does not exist.")
     path.parent.mkdir(parents=True, exist_ok=True)
+    return _while_locked(
+        path, lambda: duckdb.connect(str(path), read_only=read_only), lock_timeout=lock_timeout
+    )
+
+
+def _copy_into_memory(path: Path, *, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+    """An in-memory database holding a copy of the file's tables (the file is held briefly)."""
+    if not path.is_file():
+        raise StoreError(f"Cannot snapshot DuckDB store {path}: the file does not exist.")
+    con = duckdb.connect(":memory:")
+
+    def copy() -> duckdb.DuckDBPyConnection:
+        con.execute(f"ATTACH {_literal(str(path))} AS metaxy_source (READ_ONLY)")
+        try:
+            con.execute("COPY FROM DATABASE metaxy_source TO memory")
+        finally:
+            con.execute("DETACH metaxy_source")
+        return con
+
+    try:
+        return _while_locked(path, copy, lock_timeout=lock_timeout)
+    except BaseException:
+        con.close()
+        raise
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _while_locked(
+    path: Path, attempt: Callable[[], duckdb.DuckDBPyConnection], *, lock_timeout: float
+) -> duckdb.DuckDBPyConnection:
+    """Run `attempt`, retrying while another process holds the file's lock."""
     deadline = time.monotonic() + lock_timeout
     while True:
         try:
-            return duckdb.connect(str(path), read_only=read_only)
+            return attempt()
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise StoreError(f"Cannot open DuckDB store {path}: {exc}") from exc
             if time.monotonic() >= deadline:
+                holder = _LOCK_HOLDER.search(str(exc))
+                who = f" ({holder.group(0)})" if holder else ""
                 raise StoreLockedError(
-                    f"DuckDB store {path} is locked by another process; gave up after waiting "
-                    f"{lock_timeout:g} s (lock_timeout). Close the other store, or raise "
-                    "lock_timeout."
+                    f"DuckDB store {path} is locked by another process{who}; gave up after "
+                    f"waiting {lock_timeout:g} s (lock_timeout). Close the other store, read "
+                    "through DuckDBStore.snapshot(), or raise lock_timeout."
                 ) from exc
             time.sleep(_LOCK_RETRY_SECONDS)

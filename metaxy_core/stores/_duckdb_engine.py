@@ -176,7 +176,6 @@ class DuckDBEngine:
         except duckdb.Error as exc:
             raise SpecError(f"Cannot apply filter {flt.text!r} ({sql}): {exc}") from exc
 
-
     def latest(
         self, frame: nw.LazyFrame[Any], ids: Sequence[str], order_by: str
     ) -> nw.LazyFrame[Any]:
