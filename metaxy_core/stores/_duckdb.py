@@ -16,7 +16,7 @@ from metaxy_core import _columns as C
 from metaxy_core._errors import StoreError, StoreLockedError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores._base import MetadataStore
-from metaxy_core.stores._duckdb_engine import DuckDBEngine, quote, register_functions, to_arrow
+from metaxy_core.stores._duckdb_engine import DuckDBEngine, quote, to_arrow
 from metaxy_core.versioning._hashing import HashSettings
 
 # Latest row per sample of every feature table, maintained in the same transaction as the log.
@@ -125,7 +125,6 @@ class DuckDBStore(MetadataStore):
         # Row hashes are random strings: DuckDB's default compression analysis spends about 3x
         # the insert time on them for nothing; dictionary still packs repetitive columns.
         self._exec("SET force_compression = 'dictionary'")
-        register_functions(self._con)
         self.engine = DuckDBEngine(self._con)
         try:
             self._open()

@@ -7,6 +7,7 @@ polars engine uses.
 """
 
 import functools
+import itertools
 from collections.abc import Mapping, Sequence
 from typing import Any, TypeAlias, cast
 
@@ -50,23 +51,32 @@ def _xxh3_64(values: ArrowArray) -> ArrowArray:
     return cast(ArrowArray, frame.select(_XXH3_EXPR).to_series().to_arrow())
 
 
-def register_functions(con: duckdb.DuckDBPyConnection) -> None:
-    """Register the xxh3_64 UDF on a connection (once per connection)."""
+_udf_numbers = itertools.count()
+
+
+def register_functions(con: duckdb.DuckDBPyConnection) -> str:
+    """Register the xxh3_64 UDF on a connection; returns its name.
+
+    The name is unique per connection: connections of one process to the same file share
+    a catalog, where a second function of the same name is refused.
+    """
+    name = f"{XXH3_UDF}_{next(_udf_numbers)}"
     con.create_function(  # pyright: ignore[reportUnknownMemberType]
-        XXH3_UDF,
+        name,
         _xxh3_64,
         [duckdb.sqltype("VARCHAR")],
         duckdb.sqltype("VARCHAR"),
         type=PythonUDFType.ARROW,
         side_effects=False,
     )
+    return name
 
 
-def hash_sql(column: str, settings: HashSettings) -> str:
+def hash_sql(column: str, settings: HashSettings, *, xxh3_udf: str = XXH3_UDF) -> str:
     """The SQL expression hashing a string column as `settings` say."""
     match settings.algorithm:
         case HashAlgorithm.XXH3_64:
-            expr = f"{XXH3_UDF}({quote(column)})"
+            expr = f"{xxh3_udf}({quote(column)})"
         case HashAlgorithm.MD5:
             expr = f"md5({quote(column)})"
         case HashAlgorithm.SHA256:
@@ -127,6 +137,7 @@ class DuckDBEngine:
     def __init__(self, con: duckdb.DuckDBPyConnection) -> None:
         self._con = con
         self._cached: list[str] = []
+        self._xxh3_udf = register_functions(con)
 
     def hash(
         self, frame: nw.LazyFrame[Any], columns: Mapping[str, str], settings: HashSettings
@@ -134,7 +145,8 @@ class DuckDBEngine:
         rel: duckdb.DuckDBPyRelation = frame.to_native()
         replaced = [out for out in columns if out in rel.columns]
         exprs = [
-            duckdb.SQLExpression(hash_sql(src, settings)).alias(out) for out, src in columns.items()
+            duckdb.SQLExpression(hash_sql(src, settings, xxh3_udf=self._xxh3_udf)).alias(out)
+            for out, src in columns.items()
         ]
         return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
 

@@ -160,3 +160,16 @@ def test_a_failed_append_rolls_back_and_raises_its_own_cause(tmp_path):
         assert store.history("notes").height == 1
         store.write("notes", rows.with_columns(score=pl.lit(2)))
         assert store.read("notes")["score"].to_list() == [2]
+
+
+def test_one_process_may_open_a_file_twice(tmp_path):
+    """Connections to one file share a catalog: each registers its own xxh3 function."""
+    path = tmp_path / "m.duckdb"
+    first = mx.DuckDBStore(path, graph())
+    write_root(first, "video", inputs(3), path="v.mp4")
+    with mx.DuckDBStore(path, graph()) as second:
+        first.close()  # the first connection's function goes; the second's stays
+        assert second.resolve_update("crop").counts()["new"] == 3
+        materialize_video(second, inputs(3))
+    with mx.DuckDBStore(path, graph()) as third:
+        assert third.resolve_update("transcript").is_empty
