@@ -119,6 +119,22 @@ RULES = (
         lambda n: _top(n) == "deltalake",
     ),
     Rule(
+        "only metaxy_core/stores/_sql* imports ibis",
+        lambda m: not m.startswith("metaxy_core.stores._sql"),
+        lambda n: _top(n) == "ibis",
+    ),
+    Rule(
+        "the logic under the stores never imports a store class back (no import circle)",
+        lambda m: (
+            m
+            in {f"metaxy_core.stores._{n}" for n in ("resolve", "rows", "storage", "system_tables")}
+        ),
+        lambda n: (
+            n.startswith("metaxy_core.stores.")
+            and n.split(".")[2] not in ("_resolve", "_writes", "_columns", "_storage")
+        ),
+    ),
+    Rule(
         "metaxy_dagster imports neither metaxy_core._* nor dagster._*",
         lambda m: _top(m) == "metaxy_dagster",
         lambda n: _top(n) in ("metaxy_core", "dagster") and _is_private_path(n),
@@ -168,6 +184,9 @@ def test_packages_keep_the_layer_rules():
         ("metaxy_core.stores._memory", "import duckdb"),
         ("metaxy_dagster._resources", "from duckdb import connect"),
         ("metaxy_core.stores._duckdb", "from deltalake import DeltaTable"),
+        ("metaxy_core.stores._delta", "import ibis"),
+        ("metaxy_core.stores._resolve", "from metaxy_core.stores._base import MetadataStore"),
+        ("metaxy_core.stores._rows", "if TYPE_CHECKING:\n    from ._base import MetadataStore"),
         ("metaxy_dagster._assets", "from metaxy_core._columns import WRITE_ID"),
         ("metaxy_dagster._assets", "from metaxy_core import _columns"),
         ("metaxy_dagster._assets", "import metaxy_core.stores._delta"),

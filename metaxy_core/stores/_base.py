@@ -1,12 +1,12 @@
-"""The store contract: a few storage primitives, and everything else built on them once.
+"""The versioning logic of every store, written once on the storage primitives of `_storage`.
 
 The work behind the public methods lives next door: `_resolve` (increments), `_rows`
 (stamping a write's rows) and `_system_tables` (settings, snapshots, batch manifests).
+Those modules read the store through the `StoreReads` protocol and never import it back.
 """
 
 import json
 import logging
-from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from types import TracebackType
 from typing import Any, Self
@@ -30,27 +30,25 @@ from metaxy_core._guard import guard_public_methods, store_error
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
+from metaxy_core.stores._audit import AUDIT_TABLE, audit_records, audit_row, current_actor
 from metaxy_core.stores import _writes as W
 from metaxy_core.stores._resolve import resolve_increment
+from metaxy_core.stores._storage import Storage
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
-from metaxy_core.versioning._engine import Engine, apply_filters
+from metaxy_core.versioning._engine import apply_filters
 from metaxy_core.versioning._hashing import HashSettings
 
 _log = logging.getLogger("metaxy")
 
 
-class MetadataStore(ABC):
+class MetadataStore(Storage):
     """Append-only metadata for the features of one graph.
 
-    Subclasses supply storage primitives (`_exists`, `_scan`, `_append`, `_hard_delete`,
-    `_close`, optionally `_scan_latest`) and an `engine`; versioning, validation and
-    increments are built on them here, once, for every backend.
+    Subclasses implement the storage primitives of `Storage` (`_exists`, `_scan`,
+    `_append`, `_hard_delete`, optionally `_scan_latest`, `_create_if_absent`, `_locked`,
+    `_close`) and set an `engine`; versioning, validation and increments are built on
+    them here, once, for every backend.
     """
-
-    engine: Engine
-    # True when `_scan_latest` reads a stored current view (no need to compute it once per
-    # resolve); False when it derives the latest rows from the log.
-    stores_current_view: bool = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -84,49 +82,6 @@ class MetadataStore(ABC):
         if self._is_open:
             self.graph_changes = self._check_graph(graph, fallback=self._graph)
         self._graph = graph
-
-    # -- primitives --------------------------------------------------------------------------
-
-    @abstractmethod
-    def _exists(self, table: str) -> bool:
-        """True if `table` was ever written."""
-
-    @abstractmethod
-    def _scan(self, table: str) -> nw.LazyFrame[Any]:
-        """Every row of `table`, lazily, in the store's engine."""
-
-    @abstractmethod
-    def _append(self, table: str, rows: pl.DataFrame) -> None:
-        """Append `rows` atomically, creating the table or adding new columns as needed."""
-
-    @abstractmethod
-    def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
-        """Physically remove every row whose id columns match a row of `ids`."""
-
-    def _close(self) -> None:  # noqa: B027 - optional hook: stores holding nothing skip it
-        """Release resources."""
-
-    def _create_if_absent(self, table: str, rows: pl.DataFrame) -> bool:
-        """Create `table` holding `rows` unless it exists; True if this call created it.
-
-        Stores that several writers share make this one atomic step (one creator wins).
-        """
-        if self._exists(table):
-            return False
-        try:
-            self._append(table, rows)
-        except Exception:
-            if self._exists(table):  # another writer created it first
-                return False
-            raise
-        return True
-
-    def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
-        """The latest row per sample (soft-deleted included).
-
-        Stores that keep a current view override this.
-        """
-        return self.engine.latest(self._scan(table), ids, C.WRITE_ID)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -345,18 +300,19 @@ class MetadataStore(ABC):
         names: children written before and missing now get deletion markers.
         """
         key = self.graph.spec(feature).key
-        stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
-        if stamped.height:
-            stamped = self._match_stored_types(key, stamped)
-            dropped = _rows.dropped_children(self, key, stamped)
-            self._record_settings()
-            self._record_snapshot()
-            batch = (
-                stamped
-                if dropped is None
-                else pl.concat([stamped, dropped], how="diagonal_relaxed")
-            )
-            self._append(key.table_name, batch)
+        with self._locked(key.table_name):  # stamping reads the latest rows the append follows
+            stamped = self.prepare_rows(key, rows, materialization_id=materialization_id)
+            if stamped.height:
+                stamped = self._match_stored_types(key, stamped)
+                dropped = _rows.dropped_children(self, key, stamped)
+                self._record_settings()
+                self._record_snapshot()
+                batch = (
+                    stamped
+                    if dropped is None
+                    else pl.concat([stamped, dropped], how="diagonal_relaxed")
+                )
+                self._append(key.table_name, batch)
         return stamped.height
 
     def _match_stored_types(self, key: FeatureKey, rows: pl.DataFrame) -> pl.DataFrame:
@@ -414,17 +370,18 @@ class MetadataStore(ABC):
             )
             self._hard_delete(table, frame)
             return len(present)
-        latest = self.latest(key)
-        assert latest is not None
-        rows = (
-            latest.join(self.engine.lazy(frame), on=list(spec.id_columns), how="semi")
-            .collect(backend="polars")
-            .to_native()
-        )
-        if rows.is_empty():
-            return 0
-        rows = _rows.deletion_markers(rows, materialization_id=materialization_id)
-        self._append(table, rows)
+        with self._locked(table):  # markers copy the latest rows: none may land in between
+            latest = self.latest(key)
+            assert latest is not None
+            rows = (
+                latest.join(self.engine.lazy(frame), on=list(spec.id_columns), how="semi")
+                .collect(backend="polars")
+                .to_native()
+            )
+            if rows.is_empty():
+                return 0
+            rows = _rows.deletion_markers(rows, materialization_id=materialization_id)
+            self._append(table, rows)
         return rows.height
 
     # -- system tables -------------------------------------------------------------------------
@@ -439,6 +396,39 @@ class MetadataStore(ABC):
     def graph_snapshots(self) -> pl.DataFrame:
         """Every pushed snapshot, oldest first."""
         return _system_tables.snapshots(self._scan_system(SNAPSHOTS_TABLE))
+
+    def record_audit(
+        self,
+        audit_id: str,
+        *,
+        kind: str,
+        feature: Any,
+        reason: str,
+        rows: int,
+        details: dict[str, Any] | None = None,
+        actor: str | None = None,
+    ) -> None:
+        """Append an audit record of an operation outside runs (an accept, a delete).
+
+        `audit_id` is also the `materialization_id` of the rows the operation wrote.
+        """
+        key = self.graph.spec(feature).key
+        who = actor or current_actor()
+        row = audit_row(
+            audit_id,
+            kind,
+            feature=key.path,
+            reason=reason,
+            actor=who,
+            rows=rows,
+            project_version=self.graph.project_version,
+            details=details or {},
+        )
+        self._append(AUDIT_TABLE, row)
+
+    def audit_log(self) -> pl.DataFrame:
+        """Every audit record (who, when, why, which graph version, how many rows), oldest first."""
+        return audit_records(self._scan_system(AUDIT_TABLE))
 
     def write_batch(
         self, batch_key: str, feature: Any, sample_ids: Any, *, kind: str, status: str = "pending"

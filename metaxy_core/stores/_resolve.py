@@ -1,11 +1,11 @@
 """Resolving an increment: the provenance a feature should have against what a store holds.
 
-Written against the store's public reads (`latest`, `has_feature`, `engine`), so every
-backend resolves increments the same way.
+Written against `StoreReads` (a store's graph, engine, hash settings and latest rows), never
+against a store class, so every backend resolves increments the same way.
 """
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import narwhals as nw
 import polars as pl
@@ -15,23 +15,54 @@ from metaxy_core._canonical import input_text
 from metaxy_core._definition import FeatureDefinition
 from metaxy_core._errors import WriteValidationError
 from metaxy_core._filters import Filter
+from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureSpec
 from metaxy_core.stores import _writes as W
-from metaxy_core.versioning._engine import apply_filters
+from metaxy_core.versioning._engine import Engine, apply_filters
+from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._provenance import (
     expected_provenance,
     input_column,
     root_provenance,
 )
 
-if TYPE_CHECKING:  # the store module imports this one
-    from metaxy_core.stores._base import MetadataStore
+
+class StoreReads(Protocol):
+    """What resolving an increment and stamping a write read from a store."""
+
+    @property
+    def graph(self) -> FeatureGraph:
+        """The feature graph."""
+        ...
+
+    @property
+    def engine(self) -> Engine:
+        """The engine the store's scans run in."""
+        ...
+
+    @property
+    def hash_settings(self) -> HashSettings:
+        """The row hash settings."""
+        ...
+
+    @property
+    def stores_current_view(self) -> bool:
+        """True if `latest` reads a stored view (no need to cache it within a resolve)."""
+        ...
+
+    def has_feature(self, feature: Any) -> bool:
+        """True if the feature was ever written."""
+        ...
+
+    def latest(self, feature: Any, *, include_deleted: bool = False) -> nw.LazyFrame[Any] | None:
+        """The latest row per sample, lazily (None if never written)."""
+        ...
 
 
 def resolve_increment(
-    store: "MetadataStore", feature: Any, samples: Any, filters: Sequence[Filter]
+    store: StoreReads, feature: Any, samples: Any, filters: Sequence[Filter]
 ) -> Increment:
     """New, stale and orphaned samples of `feature` (see `MetadataStore.resolve_update`)."""
     spec = store.graph.spec(feature)
@@ -66,7 +97,7 @@ def resolve_increment(
 
 
 def _first_increment(
-    store: "MetadataStore", spec: FeatureSpec, expected: nw.LazyFrame[Any]
+    store: StoreReads, spec: FeatureSpec, expected: nw.LazyFrame[Any]
 ) -> Increment:
     """A feature never written: every expected sample is new, in one pass (no diff, no cache)."""
     new = expected.collect(backend="polars").to_native()
@@ -78,9 +109,7 @@ def _first_increment(
     return Increment(spec.key, new, stale, ids.collect(backend="polars").to_native())
 
 
-def expected_rows(
-    store: "MetadataStore", key: FeatureKey, samples: Any
-) -> nw.LazyFrame[Any] | None:
+def expected_rows(store: StoreReads, key: FeatureKey, samples: Any) -> nw.LazyFrame[Any] | None:
     """The provenance every sample of `key` should have now (None: an upstream is missing).
 
     Roots take it from the user's `samples`; other features from their upstreams' latest rows.
@@ -101,7 +130,7 @@ def expected_rows(
 
 
 def _with_every_field(
-    store: "MetadataStore", key: FeatureKey, frame: nw.LazyFrame[Any]
+    store: StoreReads, key: FeatureKey, frame: nw.LazyFrame[Any]
 ) -> nw.LazyFrame[Any]:
     """Rows written before a field was added to `key` have no data version for it: null.
 
@@ -144,7 +173,7 @@ def _root_samples(definition: FeatureDefinition, samples: Any) -> pl.DataFrame:
     return frame.select(*spec.id_columns, *spec.field_keys, *texts)
 
 
-def _empty_system(store: "MetadataStore", key: FeatureKey) -> pl.DataFrame:
+def _empty_system(store: StoreReads, key: FeatureKey) -> pl.DataFrame:
     """An optional upstream never written: no rows, but the columns provenance and filters read."""
     spec = store.graph.spec(key)
     schema = dict(store.graph.definition(key).columns)
@@ -152,7 +181,7 @@ def _empty_system(store: "MetadataStore", key: FeatureKey) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _current_rows(store: "MetadataStore", key: FeatureKey) -> nw.LazyFrame[Any]:
+def _current_rows(store: StoreReads, key: FeatureKey) -> nw.LazyFrame[Any]:
     """The stored provenance and code versions per live sample (empty if never written)."""
     spec = store.graph.spec(key)
     frame = store.latest(key)
@@ -172,7 +201,7 @@ def _current_rows(store: "MetadataStore", key: FeatureKey) -> nw.LazyFrame[Any]:
 
 
 def _filtered(
-    store: "MetadataStore",
+    store: StoreReads,
     spec: FeatureSpec,
     expected: nw.LazyFrame[Any],
     filters: Sequence[Filter],

@@ -6,7 +6,7 @@ write and nothing is half-written.
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import narwhals as nw
 import polars as pl
@@ -17,20 +17,17 @@ from metaxy_core._errors import WriteValidationError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _writes as W
-from metaxy_core.stores._resolve import expected_rows
+from metaxy_core.stores._resolve import StoreReads, expected_rows
 from metaxy_core.versioning import feature_version
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
 from metaxy_core.versioning._provenance import by_field
 
-if TYPE_CHECKING:  # the store module imports this one
-    from metaxy_core.stores._base import MetadataStore
-
 UTC_US = pl.Datetime("us", "UTC")
 
 
 def prepare_rows(
-    store: "MetadataStore", feature: Any, rows: Any, *, materialization_id: str | None
+    store: StoreReads, feature: Any, rows: Any, *, materialization_id: str | None
 ) -> pl.DataFrame:
     """Validate `rows` and stamp every system column (see `MetadataStore.prepare_rows`)."""
     definition = store.graph.definition(feature)
@@ -151,7 +148,7 @@ def _system_columns(fields: Sequence[str]) -> list[str]:
 
 
 def _with_provenance(
-    store: "MetadataStore", key: FeatureKey, frame: pl.DataFrame, what: str
+    store: StoreReads, key: FeatureKey, frame: pl.DataFrame, what: str
 ) -> pl.DataFrame:
     """Check the rows' provenance columns, or compute them for a non-root feature."""
     spec = store.graph.spec(key)
@@ -192,7 +189,7 @@ def _with_provenance(
 
 
 def _with_created_at(
-    store: "MetadataStore", key: FeatureKey, frame: pl.DataFrame, now: datetime
+    store: StoreReads, key: FeatureKey, frame: pl.DataFrame, now: datetime
 ) -> pl.DataFrame:
     """A rewritten sample keeps its first `created_at` (soft-deleted ones too); new ones get now."""
     ids = list(store.graph.spec(key).id_columns)
@@ -211,7 +208,7 @@ def _with_created_at(
 
 
 def dropped_children(
-    store: "MetadataStore", key: FeatureKey, stamped: pl.DataFrame
+    store: StoreReads, key: FeatureKey, stamped: pl.DataFrame
 ) -> pl.DataFrame | None:
     """Expansion: a write holds each written parent's full set of children.
 
