@@ -1,6 +1,8 @@
 """metaxy_core: sample-level versioning of feature metadata (never imports dagster)."""
 
 from metaxy_core import _columns as columns
+from metaxy_core import _explain as explain
+from metaxy_core import _migrations as migrations
 from metaxy_core._definition import FeatureDefinition as FeatureDefinition
 from metaxy_core._errors import (
     GraphError as GraphError,
@@ -75,6 +77,9 @@ from metaxy_core.stores import (
 from metaxy_core.stores import (
     MetadataStore as MetadataStore,
 )
+from metaxy_core.stores import (
+    PreviewStore as PreviewStore,
+)
 from metaxy_core.versioning import (
     HashAlgorithm as HashAlgorithm,
 )
@@ -118,6 +123,7 @@ __all__ = [
     "MetadataStore",
     "MetaxyError",
     "OutOfIncrementError",
+    "PreviewStore",
     "SpecError",
     "StaleReason",
     "StoreError",
@@ -125,9 +131,11 @@ __all__ = [
     "UnknownFeatureError",
     "WriteValidationError",
     "columns",
+    "explain",
     "feature_code_version",
     "feature_version",
     "field_version",
+    "migrations",
     "project_version",
     "stamp_children",
 ]

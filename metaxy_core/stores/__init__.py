@@ -4,5 +4,6 @@ from metaxy_core.stores._base import MetadataStore as MetadataStore
 from metaxy_core.stores._delta import DeltaStore as DeltaStore
 from metaxy_core.stores._duckdb import DuckDBStore as DuckDBStore
 from metaxy_core.stores._memory import MemoryStore as MemoryStore
+from metaxy_core.stores._preview import PreviewStore as PreviewStore
 
-__all__ = ["DeltaStore", "DuckDBStore", "MemoryStore", "MetadataStore"]
+__all__ = ["DeltaStore", "DuckDBStore", "MemoryStore", "MetadataStore", "PreviewStore"]

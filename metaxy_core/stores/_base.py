@@ -30,8 +30,8 @@ from metaxy_core._guard import guard_public_methods, store_error
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
-from metaxy_core.stores._audit import AUDIT_TABLE, audit_records, audit_row, current_actor
 from metaxy_core.stores import _writes as W
+from metaxy_core.stores._audit import AUDIT_TABLE, audit_records, audit_row, current_actor
 from metaxy_core.stores._resolve import resolve_increment
 from metaxy_core.stores._storage import Storage
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
