@@ -11,7 +11,7 @@ DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 DATA_DIR := $(CURDIR)/.metaxy_data
 PORT ?= 3000
 
-.PHONY: dev demo test lint typecheck bench clean
+.PHONY: dev demo test lint typecheck docs bench clean
 
 $(UV):
 	$(PYTHON) -m venv $(TOOLS)
@@ -37,9 +37,13 @@ dev: $(VENV)/.synced
 	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -p $(PORT)
 
+# The documentation site (MkDocs + mkdocstrings) into site/; `make test` builds it strictly too.
+docs: $(VENV)/.synced
+	$(VENV)/bin/mkdocs build --strict
+
 # The same pipeline headless, on a temporary Dagster instance and data folder (leaves no trace).
 demo: $(VENV)/.synced
 	$(VENV)/bin/python -m example_project.demo
 
 clean:
-	rm -rf $(TOOLS) $(VENV) $(DAGSTER_HOME_DIR) $(DATA_DIR)
+	rm -rf $(TOOLS) $(VENV) $(DAGSTER_HOME_DIR) $(DATA_DIR) site

@@ -48,8 +48,8 @@ class FeatureGraph:
 
     Example:
         >>> graph = FeatureGraph([FeatureSpec("video", id_columns=["sample_id"])])
-        >>> [k.path for k in graph.topological_order()]
-        ['video']
+        >>> [k.path for k in graph.topological_order()] == ["video"]
+        True
     """
 
     def __init__(self, features: Iterable[Any]) -> None:

@@ -211,7 +211,9 @@ class FeatureSpec:
         id_columns: columns that identify a sample.
         fields: field specs or plain field names (code version "1").
         deps: upstream features (keys, specs, feature classes or `FeatureDep`).
-        description, tags, metadata: shown in Dagster; never change versions.
+        description: shown in Dagster; never changes versions.
+        tags: shown in Dagster; never change versions.
+        metadata: shown in Dagster; never changes versions.
 
     Raises:
         SpecError: on empty id columns, duplicate fields or deps.
@@ -400,8 +402,8 @@ class FeatureSpec:
 
         Example:
             >>> spec = FeatureSpec("crop", id_columns=["id"], deps=["video", "audio"])
-            >>> [d.feature.path for d in spec.without_dep("audio").deps]
-            ['video']
+            >>> [d.feature.path for d in spec.without_dep("audio").deps] == ["video"]
+            True
         """
         key = self.dep(upstream).feature
         fields = [

@@ -130,3 +130,12 @@ class MetaxyStore(dg.ConfigurableResource):
     def delete(self, feature: Any, ids: Any) -> int:
         """Soft-delete samples of `feature` with markers stamped with the current run id."""
         return self.open().delete(feature, ids, materialization_id=self._run_id)
+
+
+def _with_config_fields(cls: type[dg.ConfigurableResource]) -> None:
+    """Lead `help(cls)` with the config fields and their descriptions (the UI shows the same)."""
+    lines = [f"        {name}: {field.description}" for name, field in cls.model_fields.items()]
+    cls.__doc__ = f"{cls.__doc__}\n    Config fields:\n" + "\n".join(lines) + "\n"
+
+
+_with_config_fields(MetaxyStore)

@@ -22,3 +22,16 @@ def test_delta_uri_builds_a_delta_store(graph, tmp_path):
     assert isinstance(
         mxd.MetaxyStore(graph=graph, duckdb_path=str(tmp_path / "m.duckdb")).open(), mx.DuckDBStore
     )
+
+
+def test_every_config_field_is_described_and_leads_help():
+    import pydoc
+
+    fields = mxd.MetaxyStore.model_fields
+    assert all(f.description for f in fields.values()), [
+        n for n, f in fields.items() if not f.description
+    ]
+    text = pydoc.render_doc(mxd.MetaxyStore, renderer=pydoc.plaintext)
+    head = text.split("Method resolution order")[0]
+    for name, field in fields.items():
+        assert f"{name}: {field.description}" in " ".join(head.split()), name
