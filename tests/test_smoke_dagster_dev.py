@@ -269,3 +269,42 @@ def test_dagster_dev_serves_the_example_and_runs_a_batch(dagster_dev: DagsterDev
     tags = {t["key"]: t["value"] for t in run["tags"]}
     assert tags["dagster/partition"] in partitions
     assert tags["dagster/sensor_name"] == "metaxy_increment_sensor"
+
+    # The Materialize button: a partition added by hand runs without any sensor manifest.
+    location = dagster_dev.query(LOCATIONS)["workspaceOrError"]["locationEntries"][0]["name"]
+    repository = {"repositoryLocationName": location, "repositoryName": "__repository__"}
+    added = dagster_dev.query(ADD_PARTITION % _graphql(repository))["addDynamicPartition"]
+    assert added["__typename"] == "AddDynamicPartitionSuccess", added
+    job = repository | {"jobName": "metaxy_job"}
+    launched = dagster_dev.query(LAUNCH_MANUAL % _graphql(job))["launchRun"]
+    assert launched["__typename"] == "LaunchRunSuccess", launched
+    run_id = launched["run"]["runId"]
+    wait_for("the manual partition's run", lambda: _run_succeeded(dagster_dev, run_id), dagster_dev)
+
+
+MANUAL_PARTITION = "manual-smoke"
+ADD_PARTITION = (
+    'mutation { addDynamicPartition(repositorySelector: %s, partitionsDefName: "metaxy_batches", '
+    f'partitionKey: "{MANUAL_PARTITION}") '
+    "{ __typename ... on PythonError { message } ... on UnauthorizedError { message } } }"
+)
+LAUNCH_MANUAL = (
+    "mutation { launchRun(executionParams: { selector: %s, executionMetadata: { tags: ["
+    f'{{ key: "dagster/partition", value: "{MANUAL_PARTITION}" }}] }} }}) '
+    "{ __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message } "
+    "... on RunConfigValidationInvalid { errors { message } } } }"
+)
+
+
+def _graphql(selector: dict[str, str]) -> str:
+    """A selector as a GraphQL input object literal."""
+    fields = ", ".join(f'{k}: "{v}"' for k, v in selector.items())
+    return "{ " + fields + " }"
+
+
+def _run_succeeded(dev: DagsterDev, run_id: str) -> bool:
+    runs = dev.query(RUNS)["runsOrError"]["results"]
+    status = next((r["status"] for r in runs if r["runId"] == run_id), None)
+    if status in ("FAILURE", "CANCELED"):
+        pytest.fail(f"the manual run {run_id} failed:\n{dev.tail()}")
+    return status == "SUCCESS"
