@@ -42,3 +42,7 @@ class HashSettingsMismatchError(StoreError):
 
 class OutOfIncrementError(MetaxyError, ValueError):
     """Rows were returned for samples that are not part of the increment."""
+
+
+class ConfigError(MetaxyError, ValueError):
+    """The metaxy configuration (pyproject.toml, metaxy.toml, METAXY_* variables) is invalid."""

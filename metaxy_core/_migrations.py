@@ -161,8 +161,8 @@ def accept(
     if spec.is_root and samples is None:
         raise SpecError(
             f"Accept of {spec.key}: it is a root feature, whose expected provenance comes "
-            "from its inputs; pass samples= (ids plus one input version column per field), "
-            "as for resolve_update."
+            "from its inputs; call metaxy_core.migrations.accept(store, feature, samples=...) "
+            "with its ids plus one input version column per field, as for resolve_update."
         )
     parent = list(spec.parent_key)
     increment = store.resolve_update(spec.key, samples=samples)

@@ -83,7 +83,8 @@ class SampleExplanation:
     Attributes:
         feature: the feature.
         sample: the sample's id values.
-        state: `stale`, `up to date`, `new`, `orphaned`, `deleted` or `unknown`.
+        state: `stale`, `up to date`, `new`, `orphaned`, `deleted`, or `unknown (no row,
+            not new)` for ids the feature never had and would not compute.
         fields: the stale fields, each with its causes.
         pending: upstream fields this sample reads that are pending themselves: the
             sample turns stale once they are recomputed.
@@ -175,7 +176,7 @@ class _Walker:
         if now is not None and now[C.DELETED_AT] is not None:
             return SampleExplanation(key, sample, "deleted")
         if now is None:
-            state = "new" if _matching(work.new, parent).height else "unknown"
+            state = "new" if _matching(work.new, parent).height else "unknown (no row, not new)"
             return SampleExplanation(key, sample, state, (), self.pending_upstream(key, sample))
         if _matching(work.orphaned, sample).height:
             return SampleExplanation(key, sample, "orphaned")
