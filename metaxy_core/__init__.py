@@ -80,6 +80,9 @@ from metaxy_core.stores import (
 from metaxy_core.stores import (
     PreviewStore as PreviewStore,
 )
+from metaxy_core.stores import (
+    SQLStore as SQLStore,
+)
 from metaxy_core.versioning import (
     HashAlgorithm as HashAlgorithm,
 )
@@ -124,6 +127,7 @@ __all__ = [
     "MetaxyError",
     "OutOfIncrementError",
     "PreviewStore",
+    "SQLStore",
     "SpecError",
     "StaleReason",
     "StoreError",

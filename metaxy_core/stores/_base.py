@@ -122,7 +122,8 @@ class MetadataStore(Storage):
 
     def _stored_schema(self, table: str) -> dict[str, pl.DataType]:
         """The column types the table's rows have, as polars reads them back."""
-        return dict(self._scan(table).head(0).collect(backend="polars").to_native().schema)
+        empty = self._scan(table).head(0).collect(backend="polars").to_native()
+        return dict(self._restore_types(table, empty).schema)
 
     def _last_snapshot(self) -> str | None:
         """The JSON text of the last recorded graph snapshot (None if none was recorded)."""
@@ -233,7 +234,8 @@ class MetadataStore(Storage):
                 known = [c for c in frame.columns if c not in ids]
                 raise SpecError(f"Read of {key}: unknown column(s) {unknown}; known: {known}.")
             frame = frame.select(*ids, *(c for c in columns if c not in ids))
-        return frame.sort(*ids).collect(backend="polars").to_native()
+        rows = frame.sort(*ids).collect(backend="polars").to_native()
+        return self._restore_types(key.table_name, rows)
 
     def _with_declared_columns(
         self, key: FeatureKey, frame: nw.LazyFrame[Any]
@@ -252,7 +254,8 @@ class MetadataStore(Storage):
         if not self._exists(table):
             return self._empty(key)
         ids = list(self.graph.spec(key).id_columns)
-        return self._scan(table).sort(C.WRITE_ID, *ids).collect(backend="polars").to_native()
+        rows = self._scan(table).sort(C.WRITE_ID, *ids).collect(backend="polars").to_native()
+        return self._restore_types(table, rows)
 
     def _empty(self, key: FeatureKey) -> pl.DataFrame:
         return pl.DataFrame(schema=dict(self.graph.definition(key).columns))
@@ -505,7 +508,7 @@ class MetadataStore(Storage):
                 assert chosen is not None  # the feature was written
                 chosen = apply_filters(self.engine, chosen, parsed, where=f"copy_to of {key}")
                 frame = frame.join(chosen.select(*ids), on=ids, how="semi")
-            rows = frame.collect(backend="polars").to_native()
+            rows = self._restore_types(key.table_name, frame.collect(backend="polars").to_native())
             if rows.height and other._exists(key.table_name):  # a repeated copy adds nothing
                 seen = [*self.graph.spec(key).id_columns, C.WRITE_ID]
                 present = (

@@ -93,6 +93,15 @@ class Storage(ABC):
         with _process_lock(self, table):
             yield
 
+    def _restore_types(self, table: str, rows: pl.DataFrame) -> pl.DataFrame:
+        """Rows of `table` as collected from a scan, in the types they were written with.
+
+        Backends that keep some types in another form (a SQL database: structs as JSON
+        text) restore them here; the default returns the rows unchanged.
+        """
+        del table
+        return rows
+
     def _close(self) -> None:  # noqa: B027 - optional hook: backends holding nothing skip it
         """Release resources."""
 

@@ -373,12 +373,12 @@ class StoreContract(EvolutionContract):
 
     def test_copy_to_and_from_memory_with_filters(self, store):
         materialize_video(store, inputs(6))
-        target = mx.MemoryStore(graph())
+        target = mx.MemoryStore(graph(), hash_settings=store.hash_settings)
         copied = store.copy_to(target, features=["video", "crop"], filters=["sample_id < 's0002'"])
         assert copied == {"video": 2, "crop": 2}
         assert target.read("crop")["sample_id"].to_list() == ["s0000", "s0001"]
         assert target.read("crop").equals(store.read("crop", filters=["sample_id < 's0002'"]))
-        source = mx.MemoryStore(graph())
+        source = mx.MemoryStore(graph(), hash_settings=store.hash_settings)
         materialize_video(source, inputs(3, audio_suffix="-x", changed=3))
         source.copy_to(store, features=["video"])
         assert store.history("video").height == 9
@@ -388,7 +388,7 @@ class StoreContract(EvolutionContract):
         materialize_video(store, inputs(3))
         store.write("crop", store.read("crop").head(1).with_columns(crop_path=pl.lit("new.mp4")))
         store.delete("crop", pl.DataFrame({"sample_id": ["s0002"]}))
-        target = mx.MemoryStore(graph())
+        target = mx.MemoryStore(graph(), hash_settings=store.hash_settings)
         store.copy_to(target, features=["crop"], filters=["crop_path = 'c.mp4'"])
         # s0000 was c.mp4 once but is new.mp4 now: not chosen; s0002's latest row is a marker
         # that still says c.mp4, so it is copied with its history and stays deleted.
