@@ -4,6 +4,8 @@ from collections.abc import Iterable
 
 import polars as pl
 
+from metaxy_core._guard import guarded_function
+
 PREFIX = "metaxy_"
 PROVENANCE = "metaxy_provenance"
 DATA_VERSION = "metaxy_data_version"
@@ -19,21 +21,25 @@ STALE_FIELDS = "metaxy_stale_fields"
 STALE_REASONS = "metaxy_stale_reasons"
 
 
+@guarded_function
 def provenance_column(field: str) -> str:
     """Per-field provenance column."""
     return f"metaxy_provenance__{field}"
 
 
+@guarded_function
 def data_version_column(field: str) -> str:
     """Per-field data version column (provenance unless overridden at write time)."""
     return f"metaxy_data_version__{field}"
 
 
+@guarded_function
 def code_version_column(field: str) -> str:
     """Per-field code version the row was computed with (tells code from data staleness)."""
     return f"metaxy_code_version__{field}"
 
 
+@guarded_function
 def is_system(column: str) -> bool:
     """True for columns metaxy owns."""
     return column.startswith(PREFIX)

@@ -10,6 +10,7 @@ import polars as pl
 from metaxy_core._canonical import check_id_columns
 from metaxy_core._errors import GraphError
 from metaxy_core._feature import Feature
+from metaxy_core._guard import guard_public_methods
 from metaxy_core._spec import FeatureSpec
 
 
@@ -39,3 +40,6 @@ def as_definition(item: Any) -> FeatureDefinition:
     if inspect.isclass(item) and issubclass(item, Feature) and item is not Feature:
         return FeatureDefinition(item.spec, item.column_dtypes(), item)
     raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
+
+
+guard_public_methods(FeatureDefinition)  # wrong argument shapes raise SpecError

@@ -167,7 +167,7 @@ def refuse_breaking_changes(
             raise GraphError(
                 f"Feature {key}: id columns changed from {before} to {ids}, but the store "
                 "holds rows keyed the old way. Give the new keying a new feature key (and "
-                "backfill it), or hard-delete the feature's rows first."
+                "backfill it from the old one), or use a new store."
             )
         clashes = [
             f"{c!r} is stored as {stored[c]} but declared {dtype}"
@@ -178,5 +178,5 @@ def refuse_breaking_changes(
             raise GraphError(
                 f"Feature {key}: column types changed against the stored rows: "
                 f"{'; '.join(clashes)}. Stores never re-cast history: add a new column "
-                "instead, or hard-delete the feature's rows first."
+                "instead, or give the feature a new key."
             )

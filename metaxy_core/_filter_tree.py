@@ -11,6 +11,7 @@ from typing import Any, cast
 
 import narwhals as nw
 import polars as pl
+from polars.datatypes import DataTypeClass
 
 # -- nodes -------------------------------------------------------------------------------------
 
@@ -122,7 +123,7 @@ READABLE = "text, integer, float, boolean, date and datetime"
 
 def kind_of(dtype: Any) -> Kind | None:
     """The kind of a column's narwhals or polars dtype (None: filters cannot read it)."""
-    if isinstance(dtype, pl.DataType):
+    if isinstance(dtype, pl.DataType | DataTypeClass):  # `pl.String` the class, too
         dtype = nw.from_native(pl.Series([], dtype=dtype), series_only=True).dtype
     if dtype == nw.String:
         return TEXT

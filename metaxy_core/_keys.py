@@ -107,7 +107,12 @@ def validate_column_name(name: object, *, what: str) -> str:
             f"{what}: invalid column name {name!r}; use non-empty printable text without "
             "leading or trailing spaces."
         )
-    if name.startswith(("metaxy_", "__mx")):
+    if name == "*" or (name.startswith("^") and name.endswith("$")):
+        raise InvalidKeyError(
+            f"{what}: column name {name!r} reads as a pattern to polars ('*' or '^...$'); "
+            "rename it."
+        )
+    if name.lower().startswith(("metaxy_", "__mx")):
         raise InvalidKeyError(
             f"{what}: column name {name!r} uses a prefix metaxy reserves for its own "
             "columns ('metaxy_', '__mx'); rename it."

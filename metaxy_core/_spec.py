@@ -253,6 +253,11 @@ class FeatureSpec:
         ):
             raise SpecError(f"Feature {fkey}: id_columns must be a non-empty list without repeats.")
         ids = tuple(validate_column_name(c, what=f"Feature {fkey}, id_columns") for c in id_columns)
+        if len({c.lower() for c in ids}) != len(ids):
+            raise SpecError(
+                f"Feature {fkey}: id_columns {list(ids)} differ only in case; some stores "
+                "ignore case in column names."
+            )
         object.__setattr__(self, "id_columns", ids)
         if isinstance(fields, str | FieldSpec):  # one field, not the characters of its name
             fields = [fields]

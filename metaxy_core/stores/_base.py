@@ -26,7 +26,7 @@ from metaxy_core._errors import (
 from metaxy_core._evolution import GraphChanges, refuse_breaking_changes
 from metaxy_core._filters import parse_filters
 from metaxy_core._graph import FeatureGraph
-from metaxy_core._guard import guard_public_methods, store_error
+from metaxy_core._guard import guard_public_methods, guarded, store_error
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
@@ -79,8 +79,10 @@ class MetadataStore(Storage):
     def graph(self, graph: FeatureGraph) -> None:
         if not isinstance(graph, FeatureGraph):
             raise StoreError(f"store.graph must be a FeatureGraph, got {type(graph).__name__}.")
-        if self._is_open:
-            self.graph_changes = self._check_graph(graph, fallback=self._graph)
+        if self._is_open:  # a property is not guarded like the methods: check through one
+            self.graph_changes = guarded(type(self)._check_graph, store_error)(
+                self, graph, fallback=self._graph
+            )
         self._graph = graph
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -321,7 +323,7 @@ class MetadataStore(Storage):
     def _match_stored_types(self, key: FeatureKey, rows: pl.DataFrame) -> pl.DataFrame:
         """Cast rows to the types the table stores, or refuse a write that would change them."""
         stored = self._stored_schema(key.table_name) if self._exists(key.table_name) else {}
-        return W.match_stored_types(rows, stored, what=f"Write to {key}")
+        return W.storable(rows, stored, what=f"Write to {key}")
 
     def prepare_rows(
         self, feature: Any, rows: Any, *, materialization_id: str | None = None

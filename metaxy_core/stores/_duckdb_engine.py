@@ -122,8 +122,10 @@ def id_text_sql(column: str, sql_type: str) -> str:
     name = quote(column)
     if sql_type == "VARCHAR":
         return name
-    if sql_type in ("BOOLEAN", *_INTEGERS) or sql_type.startswith("DECIMAL("):
+    if sql_type in ("BOOLEAN", *_INTEGERS):
         return f"CAST({name} AS VARCHAR)"
+    if sql_type.startswith("DECIMAL("):  # DuckDB prints DECIMAL(5,5) as '.5': polars as '0.5'
+        return f"regexp_replace(CAST({name} AS VARCHAR), '^(-?)\\.', '\\10.')"
     if sql_type == "DATE":  # days since the epoch, as polars' Int32 physical value
         return f"CAST({name} - DATE '1970-01-01' AS VARCHAR)"
     if sql_type in ("TIMESTAMP", "TIMESTAMP WITH TIME ZONE"):  # microseconds, UTC

@@ -152,3 +152,109 @@ def match_stored_types(
         raise WriteValidationError(
             f"{what}: values do not fit the stored column types {casts}: {exc}"
         ) from exc
+
+
+# Unsigned integers are widened to the signed type that holds them (Delta has none).
+_SIGNED = {
+    pl.UInt8: pl.Int16(),
+    pl.UInt16: pl.Int32(),
+    pl.UInt32: pl.Int64(),
+    pl.UInt64: pl.Int64(),
+}
+_SCALARS = (pl.String, pl.Boolean, pl.Binary, pl.Date, pl.Decimal, pl.Null)
+
+
+def _storable(dtype: DType, where: str) -> DType:
+    """The type every store keeps for `dtype` (the same one everywhere), or raise naming it.
+
+    Lossless normalisations only: unsigned to signed integers, categoricals to strings,
+    fixed arrays to lists, datetimes to microseconds and zoned ones to UTC (the same
+    instants). Durations, times and objects have no common form across the stores.
+    """
+    if (dtype.is_signed_integer() and dtype != pl.Int128) or dtype.is_float():
+        return dtype
+    if isinstance(dtype, _SCALARS) or dtype in _SCALARS:
+        return dtype
+    if dtype.is_unsigned_integer():
+        return _SIGNED[dtype.base_type()]
+    if isinstance(dtype, pl.Categorical | pl.Enum) or dtype in (pl.Categorical, pl.Enum):
+        return pl.String()
+    if isinstance(dtype, pl.Datetime):
+        zone = None if dtype.time_zone is None else "UTC"
+        return pl.Datetime("us", zone)
+    if isinstance(dtype, pl.List | pl.Array):
+        return pl.List(_storable(dtype.inner, where))
+    if isinstance(dtype, pl.Struct):
+        return pl.Struct({f.name: _storable(f.dtype, f"{where}.{f.name}") for f in dtype.fields})
+    raise WriteValidationError(
+        f"{where} has type {dtype}, which the stores cannot all keep alike; store it as "
+        "text, numbers, a datetime or a list/struct of those (e.g. a duration as "
+        "microseconds: pl.col(c).dt.total_microseconds())."
+    )
+
+
+def _sub_microsecond(series: pl.Series) -> bool:
+    """True if a nanosecond datetime column holds instants that microseconds cannot."""
+    dtype = series.dtype
+    if not isinstance(dtype, pl.Datetime) or dtype.time_unit != "ns":
+        return False
+    return bool((series.dt.epoch("ns") % 1000 != 0).any())
+
+
+def storable(frame: pl.DataFrame, stored: Mapping[str, pl.DataType], *, what: str) -> pl.DataFrame:
+    """The rows with names and types every store keeps alike, or raise before anything is written.
+
+    Column names must differ in more than case (DuckDB folds case), also from the stored
+    columns; types are normalised as `_storable` says, then matched to the stored ones.
+
+    Raises:
+        WriteValidationError: naming the colliding columns, or the column and its type.
+    """
+    seen: dict[str, str] = {c.lower(): c for c in stored}
+    clashes: list[str] = []
+    for column in frame.columns:
+        other = seen.get(column.lower())
+        if other is not None and other != column:
+            clashes.append(f"{column!r} and {other!r}")
+        seen.setdefault(column.lower(), column)
+    folded = [c.lower() for c in frame.columns]
+    clashes += [
+        f"{c!r} and {d!r}"
+        for i, c in enumerate(frame.columns)
+        for d in frame.columns[i + 1 :]
+        if c.lower() == d.lower()
+    ]
+    if clashes or len(set(folded)) != len(folded):
+        raise WriteValidationError(
+            f"{what}: column names differ only in case: {sorted(set(clashes))}; some stores "
+            "ignore case in names. Rename one of each pair. Nothing was written."
+        )
+    casts: dict[str, DType] = {}
+    for column, dtype in frame.schema.items():
+        target = _storable(dtype, f"{what}: column {column!r}")
+        if _sub_microsecond(frame.get_column(column)):
+            raise WriteValidationError(
+                f"{what}: column {column!r} holds datetimes finer than a microsecond, the "
+                "finest every store keeps; round them (pl.col(c).dt.truncate('1us'))."
+            )
+        if target != dtype:
+            casts[column] = target
+    if casts:
+        frame = frame.with_columns(
+            (
+                pl.col(c).dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+                if isinstance(t, pl.Datetime) and t.time_zone is not None
+                else pl.col(c).cast(t)
+            )
+            for c, t in casts.items()
+        )
+    return match_stored_types(frame, stored, what=what)
+
+
+def check_column_names(frame: pl.DataFrame, *, what: str) -> None:
+    """Names polars would read as patterns (`*`, `^...$`) never reach a select."""
+    odd = [c for c in frame.columns if c == "*" or (c.startswith("^") and c.endswith("$"))]
+    if odd:
+        raise WriteValidationError(
+            f"{what}: column name(s) {odd} read as patterns to polars; rename them."
+        )

@@ -3,9 +3,11 @@
 from typing import Any
 
 from metaxy_core._graph import FeatureGraph
+from metaxy_core._guard import guarded_function
 from metaxy_core.versioning._hashing import definition_hash
 
 
+@guarded_function
 def field_version(graph: FeatureGraph, feature: Any, field: str) -> str:
     """hash(feature key, field key, code version, versions of the parent fields).
 
@@ -34,6 +36,7 @@ def field_version(graph: FeatureGraph, feature: Any, field: str) -> str:
     return definition_hash(spec.key.path, field, spec.field(field).code_version, *parents)
 
 
+@guarded_function
 def feature_version(graph: FeatureGraph, feature: Any) -> str:
     """Hash of the feature's field versions (changes when any upstream field's code does).
 
@@ -59,6 +62,7 @@ def feature_version(graph: FeatureGraph, feature: Any) -> str:
     )
 
 
+@guarded_function
 def feature_code_version(graph: FeatureGraph, feature: Any) -> str:
     """Hash of the feature's own definition: its key and field code versions only.
 
@@ -85,6 +89,7 @@ def feature_code_version(graph: FeatureGraph, feature: Any) -> str:
     )
 
 
+@guarded_function
 def project_version(graph: FeatureGraph) -> str:
     """Hash of every feature version in the graph.
 

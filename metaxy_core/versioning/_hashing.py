@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 
 from metaxy_core._errors import HashSettingsMismatchError, SpecError
+from metaxy_core._guard import guard_public_methods
 
 
 class HashAlgorithm(StrEnum):
@@ -113,3 +114,6 @@ def definition_hash(*parts: str) -> str:
     """
     text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+guard_public_methods(HashSettings)  # wrong argument shapes raise SpecError

@@ -41,6 +41,10 @@ def test_hostile_arguments_to_specs_and_graphs_raise_metaxy_errors(value):
         "stamp_children": lambda: mx.stamp_children(value, pl.DataFrame({"a": [1]}), on=["a"]),
         "spec.with_field": lambda: g.spec("crop").with_field(value),
         "spec.replace": lambda: g.spec("crop").replace(id_columns=value),
+        "FeatureDefinition(columns)": lambda: mx.FeatureDefinition(g.spec("video"), value),
+        "feature_version": lambda: mx.feature_version(value, "video"),
+        "project_version": lambda: mx.project_version(value),
+        "columns.is_system": lambda: mx.columns.is_system(value),
     }
     for name, call in calls.items():
         try:
@@ -145,3 +149,10 @@ def test_the_guard_turns_panics_into_store_errors_but_lets_interrupts_through():
     assert isinstance(info.value.__cause__, PanicException)
     with pytest.raises(KeyboardInterrupt):
         _Backend().interrupt("video")
+
+
+def test_assigning_a_graph_to_a_closed_store_is_a_store_error(tmp_path):
+    store = mx.DuckDBStore(tmp_path / "m.duckdb", graph())
+    store.close()
+    with pytest.raises(mx.StoreError, match="m.duckdb"):
+        store.graph = graph()

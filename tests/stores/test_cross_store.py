@@ -254,3 +254,24 @@ def test_batch_manifests_keep_typed_ids(kind, tmp_path):
     with ALL_STORES[kind](event_graph(), tmp_path) as store:
         store.write_batch("b1", "event", ids, kind="batch")
         assert store.batch_ids("b1").equals(ids)
+
+
+def test_decimal_ids_without_integer_digits_hash_alike_on_every_store(tmp_path):
+    """DuckDB prints DECIMAL(5,5) as '.00001'; the canonical text is '0.00001' everywhere."""
+    spec = mx.FeatureSpec("part", id_columns=["g", "k"], fields=["p"])
+    part = mx.FeatureDefinition(spec, {"g": pl.String(), "k": pl.Decimal(5, 5)})
+    group = mx.FeatureSpec(
+        "group",
+        id_columns=["g"],
+        fields=["s"],
+        deps=[mx.FeatureDep("part", lineage=mx.Lineage.aggregation(on=["g"]))],
+    )
+    samples = pl.DataFrame(
+        {"g": ["a", "a", "b"], "k": ["0.00001", "-0.99999", "0"], "p": ["1", "2", "3"]}
+    ).with_columns(pl.col("k").cast(pl.Decimal(5, 5)))
+    results = {}
+    for kind, make in ALL_STORES.items():
+        with make(mx.FeatureGraph([part, group]), tmp_path / kind) as store:
+            store.write("part", store.resolve_update("part", samples=samples).new)
+            results[kind] = store.resolve_update("group").new.sort("g")[C.PROVENANCE].to_list()
+    assert len({tuple(v) for v in results.values()}) == 1, results
