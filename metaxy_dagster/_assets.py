@@ -99,6 +99,8 @@ def feature_asset(
         ...     rows = increment.to_compute()
         ...     return rows.with_columns(crop_path=pl.col("sample_id") + ".png")
     """
+    if not isinstance(graph, mx.FeatureGraph):
+        raise mx.SpecError(f"feature_asset needs a FeatureGraph, got {type(graph).__name__}.")
     key = graph.spec(feature).key
     taken = sorted({"key", "name", "key_prefix"} & set(asset_kwargs))
     if taken:
@@ -187,6 +189,8 @@ def feature_assets(
         >>> assets = feature_assets(  # doctest: +SKIP
         ...     graph, {"video": video_fn}, sources={"video": list_videos})
     """
+    if not isinstance(graph, mx.FeatureGraph) or not isinstance(computes, Mapping):
+        raise mx.SpecError("feature_assets needs a FeatureGraph and a mapping of computes.")
     by_key = {graph.spec(f).key: fn for f, fn in computes.items()}
     source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
     missing = [k.path for k in by_key if graph.spec(k).is_root and k not in source_by_key]

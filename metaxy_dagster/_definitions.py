@@ -67,6 +67,7 @@ def build_definitions(
         >>> defs = build_definitions(  # doctest: +SKIP
         ...     graph, {"video": video_fn}, {"video": list_videos})
     """
+    _check_arguments(graph, computes, sources)
     resource = store or MetaxyStore(graph=graph)
     partitions = None if mode == "none" else batch_partitions()
     hand_written = _hand_written_features(graph, assets, partitions)
@@ -165,3 +166,18 @@ def _check_coverage(
             "them to computes=, pass their @feature_asset in assets=, or list them in "
             "exclude= if this code location does not compute them."
         )
+
+
+def _check_arguments(graph: Any, computes: Any, sources: Any) -> None:
+    """Arguments of the wrong shape fail here, by name, not deep inside Dagster."""
+    if not isinstance(graph, mx.FeatureGraph):
+        raise mx.SpecError(f"build_definitions needs a FeatureGraph, got {type(graph).__name__}.")
+    for name, value in (("computes", computes), ("sources", sources)):
+        if not isinstance(value, Mapping):
+            raise mx.SpecError(
+                f"build_definitions({name}=...) maps features to functions, "
+                f"got {type(value).__name__}."
+            )
+        bad = [str(k) for k, fn in value.items() if not callable(fn)]
+        if bad:
+            raise mx.SpecError(f"build_definitions({name}=...): {bad} are not functions.")

@@ -32,6 +32,8 @@ def batch_partitions(name: str = DEFAULT_PARTITIONS_NAME) -> dg.DynamicPartition
         >>> batch_partitions().name
         'metaxy_batches'
     """
+    if not isinstance(name, str) or not name:
+        raise mx.SpecError(f"batch_partitions needs a non-empty name, got {name!r}.")
     return dg.DynamicPartitionsDefinition(name=name)
 
 

@@ -269,6 +269,8 @@ def increment_sensor(
         ...     graph, job=job, sources={"video": list_videos},
         ...     partitions_def=batch_partitions())
     """
+    if not isinstance(graph, mx.FeatureGraph):
+        raise mx.SpecError(f"increment_sensor needs a FeatureGraph, got {type(graph).__name__}.")
     if mode not in ("batch", "none", "sample"):
         raise mx.SpecError(f"Unknown sensor mode {mode!r}: use 'batch', 'none' or 'sample'.")
     if mode != "none" and (partitions_def is None or partitions_def.name is None):
@@ -327,7 +329,7 @@ def cleanup_sensor(
     Example:
         >>> sensor = cleanup_sensor(batch_partitions(), keep=50)  # doctest: +SKIP
     """
-    if partitions_def.name is None:
+    if not isinstance(partitions_def, dg.DynamicPartitionsDefinition) or not partitions_def.name:
         raise mx.SpecError(
             "cleanup_sensor needs named dynamic partitions, e.g. batch_partitions()."
         )

@@ -99,3 +99,20 @@ def _inputs() -> pl.DataFrame:
     from tests.core.video import inputs
 
     return inputs(3)
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda g: mxd.build_definitions(None, {}, {}),
+        lambda g: mxd.build_definitions(g, None, {}),
+        lambda g: mxd.build_definitions(g, {"video": 1}, {}),
+        lambda g: mxd.cleanup_sensor(None),
+        lambda g: mxd.batch_partitions(1),
+        lambda g: mxd.feature_assets(None, {}),
+        lambda g: mxd.feature_asset(None, "crop"),
+    ],
+)
+def test_arguments_of_the_wrong_shape_are_spec_errors(graph, call):
+    with pytest.raises(mx.SpecError):
+        call(graph)
