@@ -10,6 +10,7 @@ import hashlib
 from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 import pytest
@@ -23,13 +24,25 @@ from tests.stores.contract import Caption, Clip, Frame, Speaker, Utterance, utte
 DeltaStore = getattr(mx, "DeltaStore", None)
 ORDER = ["video", "crop", "face_detection", "transcript", "frame", "clip", "utterance", "speaker"]
 VOLATILE = (C.WRITE_ID, C.CREATED_AT, C.UPDATED_AT, C.DELETED_AT, C.PROJECT_VERSION)
-MakeStore = Callable[[mx.FeatureGraph, mx.HashSettings, Path], mx.MetadataStore]
+MakeStore = Callable[[mx.FeatureGraph, mx.HashSettings, Any], mx.MetadataStore]
 VALUES_ALL = {**VALUES, "speaker": {"n_utts": 2}, "clip": {"score": 0.5}}
 
 STORES: dict[str, MakeStore] = {
     "duckdb": lambda g, s, d: mx.DuckDBStore(d / "m.duckdb", g, hash_settings=s),
     "delta": lambda g, s, d: DeltaStore(d / "delta", g, hash_settings=s),  # type: ignore[misc]
+    "postgres": lambda g, s, url: mx.SQLStore(url, g, hash_settings=s),
 }
+SQL_KINDS = ("postgres",)
+
+
+@pytest.fixture
+def where(request, tmp_path):
+    """Where this test's store lives: a fresh database for SQL stores, else `tmp_path`."""
+    if request.node.callspec.params["kind"] in SQL_KINDS:
+        return request.getfixturevalue("postgres_url")
+    return tmp_path
+
+
 SETTINGS = [
     mx.HashSettings("xxh3_64"),
     mx.HashSettings("md5"),
@@ -108,11 +121,15 @@ def scenario(store: mx.MetadataStore) -> list[pl.DataFrame]:
 
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.describe())
 @pytest.mark.parametrize("kind", list(STORES))
-def test_every_store_matches_memory(kind, settings, tmp_path):
+def test_every_store_matches_memory(kind, settings, where):
     if kind == "delta" and DeltaStore is None:
         pytest.skip("metaxy_core.DeltaStore is not exported yet")
+    if kind in SQL_KINDS and settings.algorithm is mx.HashAlgorithm.XXH3_64:
+        with pytest.raises(mx.HashSettingsMismatchError, match="postgres has no built-in xxh3_64"):
+            STORES[kind](full_graph(), settings, where)
+        return  # PostgreSQL cannot compute xxh3_64: the store refuses it instead
     reference = scenario(mx.MemoryStore(full_graph(), hash_settings=settings))
-    with STORES[kind](full_graph(), settings, tmp_path) as store:
+    with STORES[kind](full_graph(), settings, where) as store:
         observed = scenario(store)
     assert len(observed) == len(reference)
     for i, (got, want) in enumerate(zip(observed, reference, strict=True)):
@@ -128,6 +145,13 @@ ALL_STORES: dict[str, Callable[[mx.FeatureGraph, Path], mx.MetadataStore]] = {
     "duckdb": lambda g, d: mx.DuckDBStore(d / "m.duckdb", g, hash_settings=mx.HashSettings("md5")),
     "delta": lambda g, d: DeltaStore(d / "delta", g, hash_settings=mx.HashSettings("md5")),  # type: ignore[misc]
 }
+SQL_STORES: dict[str, Callable[[mx.FeatureGraph, str], mx.MetadataStore]] = {
+    "postgres": lambda g, url: mx.SQLStore(url, g, hash_settings=mx.HashSettings("md5")),
+}
+EVERY_STORE: dict[str, Callable[[mx.FeatureGraph, Any], mx.MetadataStore]] = {
+    **ALL_STORES,
+    **SQL_STORES,
+}
 
 
 def mix_graph() -> mx.FeatureGraph:
@@ -137,8 +161,8 @@ def mix_graph() -> mx.FeatureGraph:
     return mx.FeatureGraph([video, mix])
 
 
-@pytest.mark.parametrize("kind", list(ALL_STORES))
-def test_data_version_overrides_holding_separators_never_collide(kind, tmp_path):
+@pytest.mark.parametrize("kind", list(EVERY_STORE))
+def test_data_version_overrides_holding_separators_never_collide(kind, where):
     # Each pair splits the same text differently between the two fields: with parts joined
     # by separators (format 1), each pair hashed alike.
     overrides = {
@@ -150,7 +174,7 @@ def test_data_version_overrides_holding_separators_never_collide(kind, tmp_path)
         "s6": ("", "1:A"),
     }
     samples = pl.DataFrame({"sample_id": list(overrides), "audio": "x", "frames": "y"})
-    with ALL_STORES[kind](mix_graph(), tmp_path) as store:
+    with EVERY_STORE[kind](mix_graph(), where) as store:
         rows = store.resolve_update("video", samples=samples).new.sort("sample_id")
         store.write(
             "video",
@@ -167,7 +191,7 @@ def test_data_version_overrides_holding_separators_never_collide(kind, tmp_path)
 
 
 def event_graph() -> mx.FeatureGraph:
-    """event (members keyed by datetime, date, decimal, bool) -> user (N:1 on user_id)."""
+    """Event (members keyed by datetime, date, decimal, bool) -> user (N:1 on user_id)."""
     spec = mx.FeatureSpec(
         "event", id_columns=["user_id", "at", "day", "amount", "flag"], fields=["e"]
     )
@@ -216,8 +240,8 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def group_provenance(kind: str, tmp_path: Path) -> tuple[pl.DataFrame, dict[str, str]]:
-    with ALL_STORES[kind](event_graph(), tmp_path) as store:
+def group_provenance(kind: str, where: Any) -> tuple[pl.DataFrame, dict[str, str]]:
+    with EVERY_STORE[kind](event_graph(), where) as store:
         rows = store.resolve_update("event", samples=events()).new
         store.write("event", rows)
         event = store.read("event")
@@ -227,9 +251,9 @@ def group_provenance(kind: str, tmp_path: Path) -> tuple[pl.DataFrame, dict[str,
     return user.select("user_id", C.provenance_column("summary"), C.PROVENANCE).sort("user_id"), dv
 
 
-@pytest.mark.parametrize("kind", list(ALL_STORES))
-def test_aggregation_members_keyed_by_datetimes_hash_alike_on_every_store(kind, tmp_path):
-    got, dv = group_provenance(kind, tmp_path)
+@pytest.mark.parametrize("kind", list(EVERY_STORE))
+def test_aggregation_members_keyed_by_datetimes_hash_alike_on_every_store(kind, where):
+    got, dv = group_provenance(kind, where)
 
     # Members: the canonical text of each id (`metaxy_core._canonical`), then the data version.
     def member(at_us: str, days: str, amount: str, flag: str) -> str:
@@ -247,11 +271,11 @@ def test_aggregation_members_keyed_by_datetimes_hash_alike_on_every_store(kind, 
     assert got.row(1)[:2] == ("u2", md5(framed("user", "summary", "1", "event", "e", u2)))
 
 
-@pytest.mark.parametrize("kind", list(ALL_STORES))
-def test_batch_manifests_keep_typed_ids(kind, tmp_path):
+@pytest.mark.parametrize("kind", list(EVERY_STORE))
+def test_batch_manifests_keep_typed_ids(kind, where):
     """A manifest of datetime, date, decimal and bool ids reads back equal (it raised before)."""
     ids = events().drop("e")
-    with ALL_STORES[kind](event_graph(), tmp_path) as store:
+    with EVERY_STORE[kind](event_graph(), where) as store:
         store.write_batch("b1", "event", ids, kind="batch")
         assert store.batch_ids("b1").equals(ids)
 
