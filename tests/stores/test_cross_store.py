@@ -191,7 +191,7 @@ def test_data_version_overrides_holding_separators_never_collide(kind, where):
 
 
 def event_graph() -> mx.FeatureGraph:
-    """Event (members keyed by datetime, date, decimal, bool) -> user (N:1 on user_id)."""
+    """event (members keyed by datetime, date, decimal, bool) -> user (N:1 on user_id)."""
     spec = mx.FeatureSpec(
         "event", id_columns=["user_id", "at", "day", "amount", "flag"], fields=["e"]
     )
