@@ -8,7 +8,8 @@ both sides spell out one meaning (the README's paragraph on filters says it for 
 - `/` is true division (polars multiplies by the reciprocal of a constant divisor unless
   told otherwise), `//` and `%` are integer-only and floored (like Python), and a zero
   divisor gives NULL (DuckDB raises or gives inf, polars gives inf or NULL);
-- arithmetic runs on 64-bit integers and doubles; float literals are exact doubles (DuckDB
+- integer +, -, *, negation and abs run on 128 bits (no 64-bit overflow), the rest on
+  64-bit integers and doubles; float literals are exact doubles (DuckDB
   reads `0.3` as a DECIMAL);
 - `round(x, d)` is half away from zero on the double `x * 10^d`, spelled out with floor
   (polars rounds half to even by default);
@@ -338,6 +339,7 @@ def _arith(node: Arith, kinds: Mapping[str, Kind]) -> Compiled:
     a, b = _as(left, kind), _as(right, kind)
     match node.op:
         case "+" | "-" | "*":
+            a, b = _wide(a), _wide(b)
             ops = {"+": a.expr + b.expr, "-": a.expr - b.expr, "*": a.expr * b.expr}
             return Compiled(kind, ops[node.op], f"({a.sql} {node.op} {b.sql})")
         case "/":
@@ -345,6 +347,16 @@ def _arith(node: Arith, kinds: Mapping[str, Kind]) -> Compiled:
             return Compiled(kind, expr, f"({a.sql} / NULLIF({b.sql}, CAST(0 AS DOUBLE)))")
         case _:
             return _floored(node.op, a, b)
+
+
+def _wide(value: Compiled) -> Compiled:
+    """Integers in 128 bits before +, -, * and abs: no 64-bit overflow on either engine.
+
+    (Left alone, polars wraps around and DuckDB raises, so `i + 1 > 0` kept different rows.)
+    """
+    if value.kind != INTEGER:
+        return value
+    return Compiled(INTEGER, value.expr.cast(pl.Int128()), f"CAST({value.sql} AS HUGEINT)")
 
 
 def _floored(op: str, a: Compiled, b: Compiled) -> Compiled:
@@ -383,7 +395,7 @@ def _call(node: Call, kinds: Mapping[str, Kind]) -> Compiled:
         case "abs":
             _numeric(first, node.args[0], "abs()")
             kind = INTEGER if first.kind == NULL else first.kind
-            value = _as(first, kind)
+            value = _wide(_as(first, kind))
             return Compiled(kind, value.expr.abs(), f"abs({value.sql})")
         case "round":
             return _round(first, node)
@@ -463,8 +475,10 @@ def _compile(node: Node, kinds: Mapping[str, Kind]) -> Compiled:
         case Negate(operand=operand):
             a = compile_tree(operand, kinds)
             _numeric(a, operand, "unary -")
-            a = _as(a, INTEGER if a.kind == NULL else a.kind)
-            return Compiled(a.kind, -a.expr, f"(- {a.sql})")
+            a = _wide(_as(a, INTEGER if a.kind == NULL else a.kind))
+            # polars has no unary minus on 128-bit integers: subtract from zero instead.
+            negated = pl.lit(0, pl.Int128()) - a.expr if a.kind == INTEGER else -a.expr
+            return Compiled(a.kind, negated, f"(- {a.sql})")
         case Call():
             return _call(node, kinds)
         case _:
