@@ -45,6 +45,13 @@ class MetaxyStore(dg.ConfigurableResource):
         default=None,
         description="Directory or object-store URI of a Delta Lake store (used instead of DuckDB).",
     )
+    sql_url: str | None = Field(
+        default=None,
+        description=(
+            "URL of a SQL database for a SQLStore (postgresql://user:pw@host/db, "
+            "clickhouse://...), used instead of DuckDB; increments are computed inside it."
+        ),
+    )
     storage_options: dict[str, str] = Field(
         default_factory=dict,
         description="Object-store options for the Delta store (credentials, region, endpoint).",
@@ -100,12 +107,14 @@ class MetaxyStore(dg.ConfigurableResource):
         """True for an embedded DuckDB file: one process writes at a time."""
         if self.store is not None:
             return isinstance(self.store, mx.DuckDBStore)
-        return self.delta_uri is None
+        return self.delta_uri is None and self.sql_url is None
 
     def _build(self, lock_timeout: float) -> mx.MetadataStore:
         settings = None
         if self.hash_algorithm is not None:
             settings = mx.HashSettings(self.hash_algorithm, length=self.hash_length)
+        if self.sql_url is not None:
+            return mx.SQLStore(self.sql_url, self.graph, hash_settings=settings)
         if self.delta_uri is not None:
             return mx.DeltaStore(
                 self.delta_uri,

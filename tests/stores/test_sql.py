@@ -13,4 +13,3 @@ class TestPostgresStore(StoreContract):
             return mx.SQLStore(postgres_url, graph, **kw)
 
         return make
-

@@ -1,6 +1,6 @@
 """SQLStore passes the store contract on ClickHouse, when a server is named.
 
-No ClickHouse server installs from the project's own files (see `tests/stores/conftest.py`),
+No ClickHouse server installs from the project's own files (see `tests/conftest.py`),
 so this module is skipped, with the reason, unless METAXY_CLICKHOUSE_URL is set.
 """
 
@@ -9,7 +9,7 @@ import os
 import pytest
 
 import metaxy_core as mx
-from tests.stores.conftest import CLICKHOUSE_SKIP
+from tests.conftest import CLICKHOUSE_SKIP
 from tests.stores.contract import StoreContract
 
 if not os.environ.get("METAXY_CLICKHOUSE_URL"):

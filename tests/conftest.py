@@ -1,4 +1,4 @@
-"""Database servers for the SQL store tests, started once per test session.
+"""Database servers for the SQL store tests (stores, Dagster), started once per test session.
 
 PostgreSQL comes from the `pgserver` package (server binaries in a wheel, a dev
 dependency): a real server on a Unix socket, with a fresh database per test.
