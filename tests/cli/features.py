@@ -64,3 +64,7 @@ def fill_lineage(store: mx.MetadataStore, n: int = 6) -> None:
     store.write("patch", mx.stamp_children(parents, children, on=["image_id"]))
     groups = store.resolve_update("label_summary").to_compute()
     store.write("label_summary", groups.with_columns(count=pl.lit(2)))
+
+
+# One root feature: for stores made with other hash settings.
+SMALL = mx.FeatureGraph([mx.FeatureSpec("a", id_columns=["id"], fields=["x"])])
