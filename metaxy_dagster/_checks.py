@@ -71,6 +71,8 @@ def provenance_mismatches(
     spec = store.graph.spec(feature)
     key = list(spec.id_columns)
     columns = [C.PROVENANCE, *(C.provenance_column(f) for f in spec.field_keys)]
+    if not store.has_feature(spec.key):  # never written (a first run that kept no rows)
+        return pl.DataFrame(schema={c: store.graph.definition(spec.key).columns[c] for c in key})
     live = restrict(store.read(spec.key), ids)
     stored = live.select(*key, *columns)
     if stored.is_empty():

@@ -168,6 +168,8 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         spec = store.graph.spec(increment.feature)
         frame = _to_polars(rows, spec.key)
         ids = list(spec.id_columns)
+        if frame.is_empty():  # no rows (with or without columns): nothing to write
+            frame = pl.DataFrame()
         if frame.width:
             check_in_increment(spec, increment, frame)
             frame = with_increment_provenance(spec, increment, frame)

@@ -116,3 +116,20 @@ def _inputs() -> pl.DataFrame:
 def test_arguments_of_the_wrong_shape_are_spec_errors(graph, call):
     with pytest.raises(mx.SpecError):
         call(graph)
+
+
+def test_a_first_run_that_keeps_no_rows_succeeds_and_says_what_is_pending(graph, store):
+    computes = dict(COMPUTES) | {"crop": lambda context, inc: inc.to_compute().clear()}
+    resource = mxd.MetaxyStore(graph=graph, store=store)
+    defs = mxd.build_definitions(graph, computes, {"video": _inputs}, store=resource, mode="none")
+    result = defs.resolve_job_def("metaxy_job").execute_in_process(raise_on_error=False)
+    assert result.success and not store.has_feature("crop")
+    checks = {
+        (e.event_specific_data.asset_key.to_user_string(), e.event_specific_data.check_name): (
+            e.event_specific_data
+        )
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert checks[("crop", "metaxy_provenance")].passed
+    assert not checks[("crop", "metaxy_nothing_pending")].passed  # its 3 samples are still new
