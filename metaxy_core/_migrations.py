@@ -204,6 +204,11 @@ def accept(
     return replace(report, rows=written, audit_id=audit_id)
 
 
+# Whether accepted rows keep their stored data versions (tests switch it off to show that
+# downstream features would otherwise all turn stale).
+KEEP_DATA_VERSIONS = True
+
+
 def _restamped(store: MetadataStore, spec: FeatureSpec, stale: pl.DataFrame) -> pl.DataFrame:
     """The stored rows of the stale samples with the expected provenance, data versions kept."""
     parent = list(spec.parent_key)
@@ -214,7 +219,7 @@ def _restamped(store: MetadataStore, spec: FeatureSpec, stale: pl.DataFrame) -> 
     kept_versions = [
         C.data_version_column(f)
         for f in spec.field_keys
-        if C.data_version_column(f) in stored.columns
+        if C.data_version_column(f) in stored.columns and KEEP_DATA_VERSIONS
     ]
     rows = stored.select(*(c for c in stored.columns if not C.is_system(c)), *kept_versions)
     declared = store.graph.definition(spec.key).columns

@@ -52,13 +52,17 @@ def lineage_graph() -> mx.FeatureGraph:
     return LINEAGE
 
 
+# img<i> has the label i % 3.
+LABEL = pl.col("image_id").str.slice(3).cast(pl.Int64) % 3
+
+
 def fill_lineage(store: mx.MetadataStore, n: int = 6) -> None:
     """Images with labels i % 3, four patches each, one summary per label."""
     inputs = pl.DataFrame(
         {"image_id": [f"img{i}" for i in range(n)], "pixels": [f"p{i}" for i in range(n)]}
     )
     rows = store.resolve_update("image", samples=inputs).new
-    store.write("image", rows.with_columns(label=pl.int_range(n) % 3))
+    store.write("image", rows.with_columns(label=LABEL))
     parents = store.resolve_update("patch").to_compute()
     children = parents.select("image_id").join(pl.DataFrame({"patch": [0, 1, 2, 3]}), how="cross")
     store.write("patch", mx.stamp_children(parents, children, on=["image_id"]))
