@@ -9,10 +9,10 @@ import narwhals as nw
 import polars as pl
 
 from metaxy_core import _columns as C
-from metaxy_core._errors import WriteValidationError
+from metaxy_core._errors import SpecError, StoreError, WriteValidationError
 from metaxy_core._guard import guard_public_methods, guarded_function
 from metaxy_core._keys import FeatureKey
-from metaxy_core._spec import FeatureSpec
+from metaxy_core._spec import FeatureSpec, key_of
 
 
 class IncrementStatus(StrEnum):
@@ -49,6 +49,49 @@ class Increment:
     orphaned: pl.DataFrame
     status: IncrementStatus = IncrementStatus.OK
     missing_upstreams: tuple[FeatureKey, ...] = field(default=())
+    # The store that resolved it (for `upstream`); not part of the increment's value.
+    source: Any = field(default=None, compare=False, repr=False)
+
+    def upstream(self, feature: Any, *, columns: Sequence[str] | None = None) -> pl.DataFrame:
+        """The live rows of an upstream feature for the samples of this increment.
+
+        Rows are those sharing the increment's key (new and stale samples): for identity
+        and expansion deps the parent rows, for aggregation deps every member of each group.
+        Columns are named as this feature sees them (the dep's `rename` applied).
+
+        Args:
+            feature: an upstream of this increment's feature (key, spec or class).
+            columns: upstream columns to read (by their upstream names); default all.
+
+        Returns:
+            A polars frame, sorted by the upstream's ids.
+
+        Raises:
+            SpecError: `feature` is not an upstream of this increment's feature.
+            StoreError: the increment was not resolved by a store.
+
+        Example:
+            >>> members = inc.upstream("utterance")  # doctest: +SKIP
+        """
+        if self.source is None:
+            raise StoreError(
+                f"The increment of {self.feature} was built by hand; only increments from "
+                "resolve_update can read their upstreams."
+            )
+        graph = self.source.graph
+        spec = graph.spec(self.feature)
+        if key_of(feature) not in {d.feature for d in spec.deps}:
+            ups = [d.feature.path for d in spec.deps]
+            raise SpecError(f"{key_of(feature)} is not an upstream of {spec.key}; its deps: {ups}.")
+        dep = spec.dep(feature)
+        back = {new: old for old, new in dep.rename}
+        key = list(spec.parent_key)
+        up_key = [back.get(c, c) for c in key]
+        wanted = None if columns is None else [*up_key, *(c for c in columns if c not in up_key)]
+        rows = self.source.read(dep.feature, columns=wanted)
+        chosen = self.to_compute().select(key).unique().rename(dict(zip(key, up_key, strict=True)))
+        rows = rows.join(chosen.cast({c: rows.schema[c] for c in up_key}), on=up_key, how="semi")
+        return rows.rename({o: n for o, n in dep.rename if o in rows.columns})
 
     @property
     def is_empty(self) -> bool:

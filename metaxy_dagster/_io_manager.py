@@ -65,6 +65,7 @@ def _restricted(increment: mx.Increment, ids: pl.DataFrame | None) -> mx.Increme
         restrict(increment.orphaned, ids),
         increment.status,
         increment.missing_upstreams,
+        increment.source,
     )
 
 

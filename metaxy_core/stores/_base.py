@@ -5,6 +5,7 @@ The work behind the public methods lives next door: `_resolve` (increments), `_r
 Those modules read the store through the `StoreReads` protocol and never import it back.
 """
 
+import dataclasses
 import json
 import logging
 from collections.abc import Iterable, Sequence
@@ -284,7 +285,8 @@ class MetadataStore(Storage):
         Raises:
             WriteValidationError: if a root is resolved without valid `samples`.
         """
-        return resolve_increment(self, feature, samples, parse_filters(filters))
+        increment = resolve_increment(self, feature, samples, parse_filters(filters))
+        return dataclasses.replace(increment, source=self)  # for `Increment.upstream`
 
     # -- writes ------------------------------------------------------------------------------
 

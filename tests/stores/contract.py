@@ -246,6 +246,23 @@ class StoreContract(EvolutionContract):
         assert inc.stale["speaker_id"].to_list() == ["spk1"]
         assert inc.stale_fields() == {"voice": {"upstream": 1}}
 
+    def test_increments_read_their_upstream_rows(self, lstore):
+        write_utterances(lstore, utterances())
+        compute_increment(lstore, "speaker", {"n_utts": 2})
+        write_utterances(lstore, utterances(changed="u4"))
+        members = lstore.resolve_update("speaker").upstream("utterance")
+        assert members["utt_id"].to_list() == ["u1", "u4"]  # every member of the stale group
+        assert set(members["speaker_id"]) == {"spk1"}
+        write_root(lstore, "video", inputs(4), path="v.mp4")
+        renamed = lstore.resolve_update("clip").upstream("video", columns=["path"])
+        assert renamed.columns == ["sample_id", "video_path"]  # as clip sees video (rename)
+        with pytest.raises(mx.SpecError, match="not an upstream of speaker"):
+            lstore.resolve_update("speaker").upstream("video")
+        with pytest.raises(mx.StoreError, match="built by hand"):
+            mx.Increment(
+                mx.FeatureKey("speaker"), pl.DataFrame(), pl.DataFrame(), pl.DataFrame()
+            ).upstream("utterance")
+
     def test_expansion_with_stamped_children(self, lstore):
         write_root(lstore, "video", inputs(3), path="v.mp4")
         inc = lstore.resolve_update("frame")
