@@ -142,18 +142,33 @@ def _feature_asset(
     @dg.asset(**kwargs, check_specs=check_specs(key), required_resource_keys=required)
     def _asset(context: dg.AssetExecutionContext) -> Iterator[Any]:
         io: MetaxyIOManager = getattr(context.resources, io_manager_key)
-        increment = io.load_increment(context, key, source=source)
+        run_source = _called_once(source)  # the increment and the checks see one listing
+        increment = io.load_increment(context, key, source=run_source)
         context.log.info(increment.describe())
         rows = compute(context, increment) if increment.to_compute().height else _NOTHING
         yield io.output(increment, rows)
         store = io.store.open()
         ids = partition_ids(store, run_partition_keys(context))
         selected = context.selected_asset_check_keys
-        for result in check_results(store, key, ids, source):
+        for result in check_results(store, key, ids, run_source):
             if dg.AssetCheckKey(feature_asset_key(key), result.check_name or "") in selected:
                 yield result
 
     return _asset
+
+
+def _called_once(source: SourceFn | None) -> SourceFn | None:
+    """`source`, listing the samples at its first call only (a root run lists them once)."""
+    if source is None:
+        return None
+    listed: list[Any] = []
+
+    def once() -> Any:
+        if not listed:
+            listed.append(source())
+        return listed[0]
+
+    return once
 
 
 def feature_assets(
