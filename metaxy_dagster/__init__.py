@@ -6,6 +6,8 @@ from metaxy_dagster._checks import feature_checks as feature_checks
 from metaxy_dagster._definitions import build_definitions as build_definitions
 from metaxy_dagster._io_manager import MetaxyIOManager as MetaxyIOManager
 from metaxy_dagster._metadata import feature_asset_key as feature_asset_key
+from metaxy_dagster._migrations import accept_job as accept_job
+from metaxy_dagster._migrations import accept_op as accept_op
 from metaxy_dagster._partitions import batch_partitions as batch_partitions
 from metaxy_dagster._resources import MetaxyStore as MetaxyStore
 from metaxy_dagster._sensors import cleanup_sensor as cleanup_sensor
@@ -15,6 +17,8 @@ from metaxy_dagster._sources import source_assets as source_assets
 __all__ = [
     "MetaxyIOManager",
     "MetaxyStore",
+    "accept_job",
+    "accept_op",
     "batch_partitions",
     "build_definitions",
     "cleanup_sensor",

@@ -1,7 +1,6 @@
 """Configuration (file, METAXY_* variables, flags) and graph discovery (targets, entry points)."""
 
 import json
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -9,6 +8,7 @@ import pytest
 import metaxy_core as mx
 from metaxy_core.cli import ConfigError, graph_from_entry_points, load_config
 from tests.cli.conftest import run_metaxy
+from tests.cli.packages import make_package
 
 PYPROJECT = """
 [project]
@@ -120,18 +120,6 @@ def test_graph_targets(tmp_path):
 
 
 # -- entry points ------------------------------------------------------------------------------
-
-
-def make_package(root: Path, name: str, code: str, entry: str) -> None:
-    """An installed package as Python sees one: its module plus a .dist-info with entry points."""
-    package = root / name.replace("-", "_")
-    package.mkdir(parents=True)
-    (package / "__init__.py").write_text("")
-    (package / "features.py").write_text(textwrap.dedent(code))
-    info = root / f"{name.replace('-', '_')}-1.0.dist-info"
-    info.mkdir()
-    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: 1.0\n")
-    (info / "entry_points.txt").write_text(f"[metaxy.features]\n{name} = {entry}\n")
 
 
 VIDEO_CODE = """
