@@ -2,7 +2,7 @@
 
 import inspect
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import polars as pl
@@ -21,6 +21,9 @@ class FeatureDefinition:
     spec: FeatureSpec
     columns: Mapping[str, pl.DataType]
     feature_class: type[Feature] | None = None
+    # Id columns typed by default (String), not declared: a graph gives them the type their
+    # upstream has through an identity, expansion or aggregation dep.
+    inferred_ids: frozenset[str] = field(default=frozenset(), compare=False)
 
     def __post_init__(self) -> None:
         check_id_columns(self.spec, self.columns)  # one canonical text per id dtype
@@ -36,9 +39,11 @@ def as_definition(item: Any) -> FeatureDefinition:
     if isinstance(item, FeatureDefinition):
         return item
     if isinstance(item, FeatureSpec):
-        return FeatureDefinition(item, {c: pl.String() for c in item.id_columns})
+        ids = {c: pl.String() for c in item.id_columns}
+        return FeatureDefinition(item, ids, inferred_ids=frozenset(ids))
     if inspect.isclass(item) and issubclass(item, Feature) and item is not Feature:
-        return FeatureDefinition(item.spec, item.column_dtypes(), item)
+        undeclared = frozenset(c for c in item.spec.id_columns if c not in item.model_fields)
+        return FeatureDefinition(item.spec, item.column_dtypes(), item, undeclared)
     raise GraphError(f"Cannot add {item!r} to a graph: pass Feature classes or FeatureSpecs.")
 
 

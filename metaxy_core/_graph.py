@@ -65,6 +65,8 @@ class FeatureGraph:
         for definition in self._defs.values():
             self._validate_deps(definition)
         self._order = self._toposort()
+        for key in self._order:  # upstreams first: inherited types flow down the graph
+            self._defs[key] = self._with_upstream_id_types(self._defs[key])
         self._parents = {
             (k, f.key): self._resolve_field_parents(self._defs[k].spec, f)
             for k in self._order
@@ -300,6 +302,36 @@ class FeatureGraph:
                         f"field(s) {bad}; "
                         f"its fields: {list(self._defs[fdep.feature].spec.field_keys)}."
                     )
+
+    def _with_upstream_id_types(self, definition: FeatureDefinition) -> FeatureDefinition:
+        """Undeclared id columns take their upstream's type; declared ones must agree with it."""
+        spec = definition.spec
+        inherited: dict[str, Any] = {}
+        for dep in spec.deps:
+            up = self._defs[dep.feature]
+            seen = {dep.rename_map.get(c, c): t for c, t in up.columns.items()}
+            keyed = dep.lineage.on if dep.lineage.kind == "aggregation" else spec.parent_key
+            for column in keyed:
+                want = seen.get(column)
+                have = inherited.get(column, definition.columns[column])
+                if want is None or have == want:
+                    continue
+                if column in definition.inferred_ids and column not in inherited:
+                    inherited[column] = want
+                    continue
+                raise GraphError(
+                    f"Feature {spec.key}: id column {column!r} is {have} here but {want} in "
+                    f"{dep.feature}. Hint: declare it as {want}, or leave it undeclared to "
+                    "inherit it."
+                )
+        if not inherited:
+            return definition
+        return FeatureDefinition(
+            spec,
+            {**definition.columns, **inherited},
+            definition.feature_class,
+            definition.inferred_ids - set(inherited),
+        )
 
     def _validate_rename(
         self, spec: FeatureSpec, dep: FeatureDep, up: FeatureDefinition, where: str

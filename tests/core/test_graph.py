@@ -431,3 +431,34 @@ def test_single_values_are_not_split_into_characters():
     spec = mx.FeatureSpec("v", id_columns="id", fields="audio", deps="video")
     assert spec.field_keys == ("audio",) and spec.id_columns == ("id",)
     assert [d.feature.path for d in spec.deps] == ["video"]
+
+
+class _Numbered(mx.Feature, spec=mx.FeatureSpec("numbered", id_columns=["n"], fields=["x"])):
+    n: int
+
+
+def test_undeclared_ids_inherit_the_upstream_type_through_any_lineage():
+    child = mx.FeatureSpec("child", id_columns=["n"], deps=["numbered"])
+    part = mx.FeatureSpec(
+        "part",
+        id_columns=["n", "i"],
+        deps=[mx.FeatureDep("numbered", lineage=mx.Lineage.expansion(on=["n"]))],
+    )
+    grand = mx.FeatureSpec("grand", id_columns=["n"], deps=["child"])
+    graph = mx.FeatureGraph([_Numbered, child, part, grand])
+    assert graph.definition("child").columns["n"] == pl.Int64
+    assert graph.definition("grand").columns["n"] == pl.Int64  # two levels down
+    assert graph.definition("part").columns == {"n": pl.Int64, "i": pl.String}
+    store = mx.MemoryStore(graph)
+    samples = pl.DataFrame({"n": [1, 2], "x": ["a", "b"]})
+    store.write("numbered", store.resolve_update("numbered", samples=samples).new)
+    store.write("child", store.resolve_update("child").new)
+    assert store.read("child").schema["n"] == pl.Int64
+
+
+def test_a_declared_id_type_disagreeing_with_its_upstream_is_refused_at_graph_build():
+    class Child(mx.Feature, spec=mx.FeatureSpec("child", id_columns=["n"], deps=["numbered"])):
+        n: str
+
+    with pytest.raises(mx.GraphError, match=r"child: id column 'n' is String here but Int64 in"):
+        mx.FeatureGraph([_Numbered, Child])
