@@ -62,3 +62,63 @@ def clickhouse_url() -> str:
     client = clickhouse_connect.get_client(dsn=base)
     client.command(f"CREATE DATABASE {name}")
     return re.sub(r"/[^/?]*(\?|$)", rf"/{name}\1", base.rstrip("/"), count=1)
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[dict[str, str]]:
+    """A local S3-compatible server (moto's server mode) for this test session.
+
+    Yields the storage options that reach it; the bucket `metaxy` exists. delta-rs commits
+    to S3 with conditional writes (If-None-Match), which moto honours like AWS S3 does.
+    """
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    boto3 = pytest.importorskip("boto3", reason="the dev dependency moto[server] is missing")
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    # Its own process: deltalake calls that hold the GIL would starve a server thread.
+    server = subprocess.Popen(
+        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or server.poll() is not None:
+                server.kill()
+                pytest.fail("moto's S3 server did not start within 30 s")
+            time.sleep(0.1)
+    options = {
+        "AWS_ENDPOINT_URL": f"http://127.0.0.1:{port}",
+        "AWS_ACCESS_KEY_ID": "metaxy",
+        "AWS_SECRET_ACCESS_KEY": "metaxy",
+        "AWS_REGION": "us-east-1",
+        "AWS_ALLOW_HTTP": "true",
+    }
+    try:
+        client = boto3.client(
+            "s3",
+            endpoint_url=options["AWS_ENDPOINT_URL"],
+            aws_access_key_id="metaxy",
+            aws_secret_access_key="metaxy",
+            region_name="us-east-1",
+        )
+        client.create_bucket(Bucket="metaxy")
+        yield options
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+@pytest.fixture
+def s3_uri(s3_server) -> str:
+    """A fresh prefix in the session's bucket."""
+    return f"s3://metaxy/test-{os.getpid()}-{next(_databases)}"
