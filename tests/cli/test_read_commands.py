@@ -59,7 +59,7 @@ def test_plan_projects_downstream_impact(project: Project):
     assert steps["face_detection"]["projected_stale"] == 6
     assert steps["transcript"]["to_compute"] == 0  # reads only the audio
     text = project.call(*FRAMES_V2, "plan")
-    assert "18 sample computations in total" in text.out
+    assert "18 sample(s) to compute, 12 of them once their upstream is recomputed." in text.out
     assert project.call("plan", "--check").code == 0
 
 

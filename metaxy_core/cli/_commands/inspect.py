@@ -146,11 +146,11 @@ def plan(
             )
         s.out.print(table)
         total = sum(st.to_compute for st in result.steps)
+        later = sum(st.projected_new + st.projected_stale for st in result.steps)
         s.out.print(
             "Nothing to do."
             if result.is_empty
-            else f"{total} sample computations in total "
-            "(+ downstream: samples that turn stale once their upstream is recomputed)."
+            else f"{total} sample(s) to compute, {later} of them once their upstream is recomputed."
         )
     if check and not result.is_empty:
         raise typer.Exit(1)
