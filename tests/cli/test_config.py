@@ -7,7 +7,7 @@ import pytest
 
 import metaxy_core as mx
 from metaxy_core.cli import ConfigError, graph_from_entry_points, load_config
-from tests.cli.conftest import run_metaxy
+from tests.cli.conftest import run_parallel
 from tests.cli.packages import make_package
 
 PYPROJECT = """
@@ -142,17 +142,21 @@ graph = mx.FeatureGraph([mx.FeatureSpec("video", id_columns=["clip_id"])])
 
 
 def test_entry_points_of_two_packages_merge_into_one_graph(tmp_path):
-    site = tmp_path / "site"
-    make_package(site, "team-a", VIDEO_CODE, "team_a.features:graph")
-    make_package(site, "team-b", CROP_CODE, "team_b.features:FEATURES")
+    merged, clashing = tmp_path / "merged", tmp_path / "clashing"
+    make_package(merged, "team-a", VIDEO_CODE, "team_a.features:graph")
+    make_package(merged, "team-b", CROP_CODE, "team_b.features:FEATURES")
+    make_package(clashing, "team-a", VIDEO_CODE, "team_a.features:graph")
+    make_package(clashing, "team-c", OTHER_VIDEO, "team_c.features:graph")
+    root = Path(__file__).resolve().parents[2]
     project = tmp_path / "project"
     project.mkdir()
-    env = {"PYTHONPATH": f"{site}:{Path(__file__).resolve().parents[2]}"}
-    result = run_metaxy("graph", "--json", cwd=project, env=env)
+    result, clash = run_parallel(
+        [["graph", "--json"], ["graph"]],
+        cwd=project,
+        envs=[{"PYTHONPATH": f"{site}:{root}"} for site in (merged, clashing)],
+    )
     assert result.code == 0, result.err
     assert [f["key"] for f in json.loads(result.out)["features"]] == ["video", "crop"]
-    make_package(site, "team-c", OTHER_VIDEO, "team_c.features:graph")
-    clash = run_metaxy("graph", cwd=project, env=env)
     assert clash.code == 2
     assert clash.error_line == (
         "metaxy: error: Feature key video is defined by two packages: team-a "

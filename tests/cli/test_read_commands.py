@@ -13,8 +13,9 @@ FRAMES_V2 = ("--graph", "tests.cli.features:VIDEO_FRAMES_V2")
 
 
 def test_graph_formats(duckdb_project: Project):
-    tree, fields = duckdb_project.run_parallel(["graph"], ["graph", "--fields", "--stats"])
-    assert tree.code == 0, tree.err
+    fields = duckdb_project.run("graph", "--fields", "--stats")
+    assert fields.code == 0, fields.err
+    tree = duckdb_project.call("graph")
     lines = tree.out.splitlines()
     assert lines[1] == "└── video (audio, frames)"
     assert "    │   └── face_detection (faces)" in lines
@@ -50,7 +51,7 @@ def test_status_counts_stale_fields_with_their_cause_and_check_exits_1(project: 
 
 
 def test_plan_projects_downstream_impact(project: Project):
-    result = project.run(*FRAMES_V2, "plan", "--json", "--check")
+    result = project.run_on_duckdb(*FRAMES_V2, "plan", "--json", "--check")
     assert result.code == 1, result.err
     steps = {s["feature"]: s for s in json.loads(result.out)["steps"]}
     assert steps["video"]["stale"] == 6  # a code bump on a root: seen without its inputs
@@ -72,7 +73,7 @@ def test_why_explains_a_code_bump_two_levels_up(project: Project):
         store.write(
             "crop", rows.with_columns(crop_path=pl.lit("c.mp4")), materialization_id="run-8"
         )
-    result = project.run(*FRAMES_V2, "why", "face_detection", "s0001", "s0002")
+    result = project.run_on_duckdb(*FRAMES_V2, "why", "face_detection", "s0001", "s0002")
     assert result.code == 0, result.err
     first = result.out.split("\n\n")[0].splitlines()
     assert first[0] == "face_detection [sample_id=s0001]: stale"

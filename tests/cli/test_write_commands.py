@@ -69,7 +69,7 @@ def test_delete_soft_cascade_dry_run_and_audit(project: Project):
         "transcript": 2,
     }
     assert project.snapshot() == before
-    done = project.run("delete", "crop", "--where", where, "--cascade", "-r", "bad crops")
+    done = project.run_on_duckdb("delete", "crop", "--where", where, "--cascade", "-r", "bad")
     assert done.code == 0, done.err
     assert done.out.splitlines()[:2] == [
         "crop: deleted 2 sample(s) (soft)",
@@ -102,7 +102,9 @@ def test_compact_delta_and_copy_between_stores(project: Project, tmp_path):
     other = tmp_path / "copy"
     other.mkdir()
     target = "delta://" + str(other / "lake") if project.kind == "duckdb" else "duckdb://x.duckdb"
-    copied = project.run("copy", "--from", "main", "--to", target, "--feature", "crop", "--json")
+    copied = project.run_on_duckdb(
+        "copy", "--from", "main", "--to", target, "--feature", "crop", "--json"
+    )
     assert copied.code == 0, copied.err
     assert json.loads(copied.out) == {"copied": {"crop": 6}}
     again = project.call("copy", "--from", "main", "--to", target, "-w", "sample_id = 's0001'")
