@@ -13,6 +13,8 @@ its own database on it).
 import itertools
 import os
 import re
+import shutil
+import tempfile
 import warnings
 from collections.abc import Iterator
 
@@ -27,16 +29,20 @@ _databases = itertools.count()
 
 
 @pytest.fixture(scope="session")
-def postgres_server(tmp_path_factory) -> Iterator[str]:
+def postgres_server() -> Iterator[str]:
     """The URL of a PostgreSQL server started for this test session (its `postgres` db)."""
     pgserver = pytest.importorskip("pgserver", reason="the dev dependency pgserver is missing")
+    # Not under pytest's private temp tree: as root, pgserver runs the server as its own
+    # user, which must reach the data directory.
+    data = tempfile.mkdtemp(prefix="metaxy-pg-")
     with warnings.catch_warnings():  # platformdirs warns when XDG_RUNTIME_DIR is unset
         warnings.simplefilter("ignore")
-        server = pgserver.get_server(tmp_path_factory.mktemp("pg"), cleanup_mode="stop")
+        server = pgserver.get_server(data, cleanup_mode="stop")
     try:
         yield server.get_uri()
     finally:
         server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture

@@ -1,8 +1,12 @@
 """SQLStore passes the store contract on a real PostgreSQL server (ClickHouse: see its module)."""
 
+import multiprocessing
+
+import polars as pl
 import pytest
 
 import metaxy_core as mx
+from tests.core.video import graph, inputs
 from tests.stores.contract import StoreContract
 
 
@@ -13,3 +17,61 @@ class TestPostgresStore(StoreContract):
             return mx.SQLStore(postgres_url, graph, **kw)
 
         return make
+
+
+# -- several processes write at once -----------------------------------------------------------
+
+WRITERS = 2
+
+
+def write_at_once(url: str, worker: int, barrier, serialise: bool, results) -> None:
+    """One writer process: its write of `video` starts when every writer's does."""
+    import contextlib
+    import threading
+
+    from metaxy_core.stores import _sql_tables
+
+    _sql_tables.LOCK_WRITERS = serialise
+    real = _sql_tables.PostgresTables.lock
+
+    def lined_up(self, name: str):
+        if name == "video":  # the write's lock: every writer asks for it at the same moment
+            with contextlib.suppress(threading.BrokenBarrierError):
+                barrier.wait(timeout=30)
+        return real(self, name)
+
+    _sql_tables.PostgresTables.lock = lined_up
+    samples = inputs(4).with_columns(pl.col("sample_id") + f"-w{worker}")
+    try:
+        with mx.SQLStore(url, graph()) as store:
+            rows = store.resolve_update("video", samples=samples).new
+            store.write("video", rows.with_columns(path=pl.lit(f"w{worker}")))
+    except mx.MetaxyError as exc:
+        results.put((worker, str(exc)))
+    else:
+        results.put((worker, None))
+
+
+@pytest.mark.parametrize("serialise", [True, False], ids=["locked", "unlocked"])
+def test_first_writes_from_several_processes_all_land(postgres_url, serialise):
+    context = multiprocessing.get_context("spawn")
+    barrier, results = context.Barrier(WRITERS), context.Queue()
+    writers = [
+        context.Process(target=write_at_once, args=(postgres_url, w, barrier, serialise, results))
+        for w in range(WRITERS)
+    ]
+    for process in writers:
+        process.start()
+    outcome = dict(results.get(timeout=120) for _ in writers)
+    for process in writers:
+        process.join(timeout=60)
+    failed = {w: error for w, error in outcome.items() if error is not None}
+    if not serialise:  # without the lock, writers creating the table at once collide
+        assert failed, "no write collided without the lock: the test is blind"
+    else:
+        assert failed == {}
+    with mx.SQLStore(postgres_url, graph()) as store:
+        rows = store.history("video")
+    landed = sorted(set(range(WRITERS)) - set(failed))
+    assert sorted(rows["path"].unique().to_list()) == [f"w{w}" for w in landed]
+    assert rows.height == 4 * len(landed)  # a failed write left nothing behind
