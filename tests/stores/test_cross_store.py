@@ -31,15 +31,19 @@ STORES: dict[str, MakeStore] = {
     "duckdb": lambda g, s, d: mx.DuckDBStore(d / "m.duckdb", g, hash_settings=s),
     "delta": lambda g, s, d: DeltaStore(d / "delta", g, hash_settings=s),  # type: ignore[misc]
     "postgres": lambda g, s, url: mx.SQLStore(url, g, hash_settings=s),
+    "delta-s3": lambda g, s, at: DeltaStore(at[0], g, hash_settings=s, storage_options=at[1]),  # type: ignore[misc]
 }
 SQL_KINDS = ("postgres",)
 
 
 @pytest.fixture
 def where(request, tmp_path):
-    """Where this test's store lives: a fresh database for SQL stores, else `tmp_path`."""
-    if request.node.callspec.params["kind"] in SQL_KINDS:
+    """Where this test's store lives: a fresh database or S3 prefix, else `tmp_path`."""
+    kind = request.node.callspec.params["kind"]
+    if kind in SQL_KINDS:
         return request.getfixturevalue("postgres_url")
+    if kind == "delta-s3":
+        return request.getfixturevalue("s3_uri"), request.getfixturevalue("s3_server")
     return tmp_path
 
 
@@ -122,7 +126,7 @@ def scenario(store: mx.MetadataStore) -> list[pl.DataFrame]:
 @pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.describe())
 @pytest.mark.parametrize("kind", list(STORES))
 def test_every_store_matches_memory(kind, settings, where):
-    if kind == "delta" and DeltaStore is None:
+    if kind.startswith("delta") and DeltaStore is None:
         pytest.skip("metaxy_core.DeltaStore is not exported yet")
     if kind in SQL_KINDS and settings.algorithm is mx.HashAlgorithm.XXH3_64:
         with pytest.raises(mx.HashSettingsMismatchError, match="postgres has no built-in xxh3_64"):
@@ -147,6 +151,9 @@ ALL_STORES: dict[str, Callable[[mx.FeatureGraph, Path], mx.MetadataStore]] = {
 }
 SQL_STORES: dict[str, Callable[[mx.FeatureGraph, str], mx.MetadataStore]] = {
     "postgres": lambda g, url: mx.SQLStore(url, g, hash_settings=mx.HashSettings("md5")),
+    "delta-s3": lambda g, at: DeltaStore(  # type: ignore[misc]
+        at[0], g, hash_settings=mx.HashSettings("md5"), storage_options=at[1]
+    ),
 }
 EVERY_STORE: dict[str, Callable[[mx.FeatureGraph, Any], mx.MetadataStore]] = {
     **ALL_STORES,
