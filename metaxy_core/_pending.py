@@ -5,6 +5,7 @@ caller knows. Without them, the stored code versions still tell which root sampl
 code bump made stale; `status`, `plan` and `why` use that, and say so.
 """
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -93,3 +94,18 @@ def _root_code_staleness(store: MetadataStore, spec: FeatureSpec) -> Pending:
         .select(*ids, C.STALE_FIELDS, C.STALE_REASONS)
     )
     return Pending(spec.key, none, stale, none, INPUTS_NOT_CHECKED)
+
+
+def keys_of(store: MetadataStore, features: Iterable[Any] | None) -> list[FeatureKey]:
+    """The keys of `features` (all by default), in topological order."""
+    if features is None:
+        return list(store.graph.keys)
+    chosen = {
+        store.graph.spec(f).key for f in ([features] if isinstance(features, str) else features)
+    }
+    return [k for k in store.graph.keys if k in chosen]
+
+
+def by_key(store: MetadataStore, samples: Mapping[Any, Any] | None) -> dict[FeatureKey, Any]:
+    """Root inputs keyed by feature key (callers may name features any way)."""
+    return {store.graph.spec(f).key: v for f, v in (samples or {}).items()}
