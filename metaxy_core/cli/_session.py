@@ -4,6 +4,7 @@ import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -77,6 +78,15 @@ class Session:
     def json(self, data: Any) -> None:
         """Print `data` as JSON on stdout (plain, so other tools can read it)."""
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
+
+    @contextmanager
+    def busy(self, what: str) -> Iterator[None]:
+        """A spinner on a terminal's stderr while one long step runs (nothing when piped)."""
+        if not self.err.is_terminal:
+            yield
+            return
+        with self.err.status(what):
+            yield
 
     def progress(self, items: Iterable[T], what: str) -> Iterator[T]:
         """Iterate with a progress bar on a terminal's stderr (nothing when piped)."""

@@ -18,6 +18,7 @@ BUMP = (
 VOLATILE = [
     (re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d"), "<time>"),
     (re.compile(r"accept-[0-9a-f]{12}"), "accept-<id>"),
+    (re.compile(r"feature graph [0-9a-f]{16}"), "feature graph <project version>"),
 ]
 
 

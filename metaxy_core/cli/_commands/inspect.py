@@ -117,7 +117,8 @@ def plan(
     s = session(ctx)
     opened = s.store(store)
     keys = [s.feature(f) for f in features] if features else None
-    result = explain.plan(opened, keys)
+    with s.busy("planning"):
+        result = explain.plan(opened, keys)
     if as_json:
         s.json({"store": _describe(opened), **result.to_dict()})
     else:
@@ -181,7 +182,8 @@ def why(
         raise typer.BadParameter(
             "use either plain ids or col=value pairs, not both", param_hint="IDS"
         )
-    found = explain.why(opened, key, wanted)
+    with s.busy("explaining"):
+        found = explain.why(opened, key, wanted)
     if as_json:
         s.json([e.to_dict() for e in found])
     else:

@@ -36,15 +36,16 @@ def accept(
     s = session(ctx)
     key = s.feature(feature)
     opened = s.store(store, read_only=dry_run)
-    report = migrations.accept(
-        opened,
-        key,
-        reason=reason,
-        fields=fields,
-        filters=where or (),
-        dry_run=dry_run,
-        actor=actor,
-    )
+    with s.busy(f"accepting {key}"):
+        report = migrations.accept(
+            opened,
+            key,
+            reason=reason,
+            fields=fields,
+            filters=where or (),
+            dry_run=dry_run,
+            actor=actor,
+        )
     if as_json:
         shown = report.samples.head(_SHOWN_IDS).to_dicts()
         s.json(report.to_dict() | {"samples": _plain(shown)})
@@ -85,16 +86,17 @@ def delete(
             "add --yes to confirm, or --dry-run to count."
         )
     opened = s.store(store, read_only=dry_run)
-    report = migrations.delete(
-        opened,
-        key,
-        filters=where or (),
-        hard=hard,
-        cascade=cascade,
-        dry_run=dry_run,
-        reason=reason,
-        actor=actor,
-    )
+    with s.busy(f"deleting from {key}"):
+        report = migrations.delete(
+            opened,
+            key,
+            filters=where or (),
+            hard=hard,
+            cascade=cascade,
+            dry_run=dry_run,
+            reason=reason,
+            actor=actor,
+        )
     if as_json:
         s.json(report.to_dict())
         return
@@ -128,7 +130,8 @@ def compact(
         else:
             s.out.print(note)
         return
-    removed: dict[str, int] = compact_fn(keys, keep_history=not drop_history)
+    with s.busy("compacting"):
+        removed: dict[str, int] = compact_fn(keys, keep_history=not drop_history)
     if as_json:
         s.json({"compacted": removed})
         return
@@ -162,7 +165,8 @@ def copy(
     except HashSettingsMismatchError as exc:
         raise StoreError(f"Cannot copy from {source!r} to {target!r}: {exc}") from exc
     try:
-        copied = src.copy_to(dst, features=keys, filters=where or ())
+        with s.busy("copying"):
+            copied = src.copy_to(dst, features=keys, filters=where or ())
     finally:
         dst.close()
     if as_json:
