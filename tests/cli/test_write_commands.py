@@ -38,6 +38,8 @@ def test_accept_after_a_refactor_leaves_nothing_to_do_downstream(project: Projec
     assert (audit["kind"], audit["feature"], audit["rows"]) == ("accept", "crop", 6)
     assert audit["reason"] == "same crops"
     assert audit["project_version"] == VIDEO_CROP_V2.project_version
+    text = project.call("history").out
+    assert f"same crops   {VIDEO_CROP_V2.project_version}   {report['audit_id']}" in text
     history = json.loads(project.call("history", "--json").out)["audit"]
     assert [(a["kind"], a["reason"], a["audit_id"]) for a in history] == [
         ("accept", "same crops", report["audit_id"])

@@ -72,12 +72,19 @@ def history(
     audit = Table(
         title="audit", box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, title_justify="left"
     )
-    for title in ("at", "operation", "feature", "rows", "by", "reason", "id"):
+    for title in ("at", "operation", "feature", "rows", "by", "reason", "graph", "id"):
         audit.add_column(title)
     for r in audits.iter_rows(named=True):
         a = _audit(r)
         audit.add_row(
-            a["at"], a["kind"], a["feature"], str(a["rows"]), a["actor"], a["reason"], a["audit_id"]
+            a["at"],
+            a["kind"],
+            a["feature"],
+            str(a["rows"]),
+            a["actor"],
+            a["reason"],
+            a["project_version"],
+            a["audit_id"],
         )
     s.out.print(audit if audits.height else "No audited operations yet.")
 
