@@ -295,7 +295,9 @@ class MetadataStore(Storage):
 
         Rows carry the id columns, user columns and the provenance columns from the
         increment (for non-root features they are computed if absent). Optional
-        `metaxy_data_version__<field>` columns override data versions.
+        `metaxy_data_version__<field>` columns override data versions: an override holding
+        `|` is stored as the hash of `override:` and its text, so it cannot imitate the
+        parts of a hash input; any other override is stored as written.
 
         Raises:
             UnknownFeatureError: the feature is not in the graph.

@@ -94,6 +94,8 @@ def composed(composition: Composition) -> duckdb.Expression:
 
     def part(label: str, column: str) -> duckdb.Expression:
         value = duckdb.ColumnExpression(column)
+        if not composition.framed:  # `||` is null when the value is
+            return duckdb.FunctionExpression("||", duckdb.ConstantExpression(label), value)
         length = duckdb.FunctionExpression("strlen", value).cast(text)  # bytes, as len_bytes
         colon = duckdb.ConstantExpression(":")
         framed = duckdb.FunctionExpression(

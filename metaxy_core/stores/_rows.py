@@ -20,8 +20,8 @@ from metaxy_core.stores import _writes as W
 from metaxy_core.stores._resolve import StoreReads, expected_rows
 from metaxy_core.versioning import feature_version
 from metaxy_core.versioning._hashing import HashSettings
-from metaxy_core.versioning._polars_engine import PolarsEngine
-from metaxy_core.versioning._provenance import by_field
+from metaxy_core.versioning._polars_engine import PolarsEngine, polars_hash_expr
+from metaxy_core.versioning._provenance import OVERRIDE_PREFIX, PART_END, by_field
 
 UTC_US = pl.Datetime("us", "UTC")
 
@@ -112,6 +112,8 @@ def _with_data_versions(
 ) -> pl.DataFrame:
     """Per-field data versions (the user's override, else the provenance) and their hash.
 
+    A data version holding `PART_END` is stored as the hash of `OVERRIDE_PREFIX` and its
+    text, so no stored data version can end a part of a hash input early (`_provenance`).
     Hashed with the polars reference engine whatever the store, so values are identical.
     """
     frame = frame.with_columns(
@@ -123,11 +125,33 @@ def _with_data_versions(
         for f in fields
     )
     engine = PolarsEngine()
+    frame = _without_part_ends(frame, [C.data_version_column(f) for f in fields], settings)
     lazy = engine.compose(
         nw.from_native(frame.lazy()), {"__mx_dv_in": by_field(fields, C.data_version_column)}
     )
     hashed = engine.hash(lazy, {C.DATA_VERSION: "__mx_dv_in"}, settings).drop("__mx_dv_in")
     return hashed.collect().to_native()
+
+
+def _without_part_ends(
+    frame: pl.DataFrame, columns: list[str], settings: HashSettings
+) -> pl.DataFrame:
+    """Data versions holding `PART_END` replaced by their hash (see `_with_data_versions`)."""
+    ends = [c for c in columns if frame.get_column(c).str.contains(PART_END, literal=True).any()]
+    if not ends:  # the usual case: a cheap scan, no hashing
+        return frame
+    prefixed = {c: "__mx_override__" + c for c in ends}
+    lazy = frame.lazy().with_columns(
+        (pl.lit(OVERRIDE_PREFIX) + pl.col(c)).alias(tmp) for c, tmp in prefixed.items()
+    )
+    lazy = lazy.with_columns(
+        pl.when(pl.col(c).str.contains(PART_END, literal=True))
+        .then(polars_hash_expr(tmp, settings))
+        .otherwise(pl.col(c))
+        .alias(c)
+        for c, tmp in prefixed.items()
+    )
+    return lazy.drop(*prefixed.values()).collect()
 
 
 def _system_columns(fields: Sequence[str]) -> list[str]:

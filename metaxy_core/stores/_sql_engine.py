@@ -233,13 +233,17 @@ class IbisEngine:
         return _lazy(table.mutate(**{out: self._composed(table, c) for out, c in inputs.items()}))
 
     def _composed(self, table: ir.Table, composition: Composition) -> Text:
-        """A hash input as the polars engine builds it: `head`, then framed non-null parts."""
+        """A hash input as the polars engine builds it: `head`, then the non-null parts."""
         out = cast(Text, ibis.literal(composition.head, type="string"))
         values = [cast(Text, table[column]) for _, column in composition.parts]
         for (label, _), value in zip(composition.parts, values, strict=True):
-            length = cast(ir.IntegerValue, self.dialect.byte_length(value)).cast("string")
-            framed = cast(Text, ibis.literal(label, type="string")).concat(length, ":", value)
-            part = cast(Text, ibis.ifelse(value.isnull(), ibis.literal("", type="string"), framed))
+            written = cast(Text, ibis.literal(label, type="string"))
+            if composition.framed:
+                length = cast(ir.IntegerValue, self.dialect.byte_length(value)).cast("string")
+                written = written.concat(length, ":", value)
+            else:
+                written = written.concat(value)
+            part = cast(Text, ibis.ifelse(value.isnull(), ibis.literal("", type="string"), written))
             out = out.concat(part)
         if composition.all_or_null and values:
             any_null = ibis.or_(*(v.isnull() for v in values))

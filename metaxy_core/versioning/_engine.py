@@ -13,15 +13,16 @@ from metaxy_core.versioning._hashing import HashSettings
 
 @dataclass(frozen=True)
 class Composition:
-    """A hash input: the literal `head`, then per part its literal label and framed value.
+    """A hash input: the literal `head`, then per part its literal label and its value.
 
-    A part's value is a string column, framed as `<UTF-8 byte length>:<value>` (see
-    `_provenance`). A part whose value is null is left out; with `all_or_null`, a null
-    value makes the whole input null.
+    A part's value is a string column, written as it is, or with `framed` as
+    `<UTF-8 byte length>:<value>` (for arbitrary text, see `_provenance`). A part whose
+    value is null is left out; with `all_or_null`, a null value makes the whole input null.
     """
 
     head: str
     parts: tuple[tuple[str, str], ...]  # (label, column)
+    framed: bool = False
     all_or_null: bool = False
 
 

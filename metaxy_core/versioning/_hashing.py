@@ -75,12 +75,13 @@ class HashSettings:
 
 # The layout of every row hash input (see `_provenance`), recorded beside the hash settings.
 # Bump it when the layout changes: a store written in another layout would read as stale
-# everywhere, so it is refused instead. Stores recorded before formats were: format 1.
-PROVENANCE_FORMAT = 2
+# everywhere, so it is refused instead. Stores recorded before formats were: format 1;
+# format 2 length-prefixed every part, format 3 only arbitrary text (`_provenance`).
+PROVENANCE_FORMAT = 3
 
 
 def settings_record(settings: HashSettings) -> str:
-    """What a store records: the hash settings and the provenance format, `md5/16/p2`."""
+    """What a store records: the hash settings and the provenance format, `md5/16/p3`."""
     return f"{settings.describe()}/p{PROVENANCE_FORMAT}"
 
 

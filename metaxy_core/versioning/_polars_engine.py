@@ -30,6 +30,8 @@ def composed(composition: Composition) -> pl.Expr:
 
     def part(label: str, column: str) -> list[pl.Expr]:
         value = pl.col(column)
+        if not composition.framed:
+            return [pl.lit(label), value]
         return [pl.lit(label), value.str.len_bytes().cast(pl.String), pl.lit(":"), value]
 
     if composition.all_or_null:  # concat_str is null when any input is

@@ -1,21 +1,26 @@
 """Sample provenance: what each sample's versions should be now, built on the store's engine.
 
-Every hash input is a row of framed parts, `<length>:<text>` with the length in UTF-8
-bytes (polars `len_bytes`, DuckDB `strlen`, Python `len(text.encode())`). A framed part
-says where it ends, so no value, whatever text it holds, can pass for another split of
-the same parts, and no separator needs escaping. With F(x) for a framed part:
+Every hash input is a fixed head followed by labelled parts, and is unambiguous because
+each variable part either cannot hold the text that ends it or says where it ends:
 
-- field provenance: F(feature path) F(field) F(code version), then for each parent field
-  (sorted) with a data version: F(upstream path) F(upstream field) F(data version). A null
+- field provenance: H, then for each parent field (sorted) with a data version,
+  `|<upstream path>/<field>=<data version>`. H is the 16 hex characters of
+  `definition_hash("field provenance", feature path, field, code version)`, computed once
+  in Python, so a code version (any text) cannot pass for a parent. Paths and field names
+  never hold `|`, `=` or `@` (`_keys`), and a stored data version never holds `|`
+  (`PART_END`, applied when rows are written), so every part ends at the next `|`. A null
   parent (an optional dep without a row, an upstream row written before the field was
   added) is left out, so adding a field upstream moves nothing until the upstream is
   rewritten with it.
-- root field provenance: F(feature path) F(field) F(code version), then F(input text)
-  unless the input is null.
-- aggregation: an upstream field's data version for a group is its members, each
-  F(id text)... F(data version), sorted and joined with ','. Members with a null data
-  version are left out; a group left with none is null.
-- sample provenance and sample data version: F(field) F(value) for each field, sorted.
+- aggregation: the parent part is `|<upstream path>/<field>@<members>`. A group's members
+  hold id text (any text), so each member is framed, F(x) = `<UTF-8 byte length>:<x>`:
+  F(id text)... F(data version), sorted and joined with ','. Framed members say where they
+  end, so the part ends after the last one. Members with a null data version are left out;
+  a group left with none is null.
+- root field provenance: H, then `=<input text>` unless the input is null. H has a fixed
+  length, so the input is the rest of the text whatever it holds.
+- sample provenance and sample data version: `|<field>=<value>` for each field, sorted;
+  the values are hashes or stored data versions, so they never hold `|`.
 
 Id values and root inputs enter as their canonical text (`metaxy_core._canonical`). The
 engines build these inputs (`Engine.compose`); this module says what goes in them.
@@ -32,7 +37,7 @@ from metaxy_core._graph import FeatureGraph
 from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureDep, FieldSpec
 from metaxy_core.versioning._engine import Composition, Engine, apply_filters
-from metaxy_core.versioning._hashing import HashSettings
+from metaxy_core.versioning._hashing import HashSettings, definition_hash
 
 _INPUT = "__mx_in__"
 _ID = "__mx_id__"
@@ -48,18 +53,20 @@ def input_column(field: str) -> str:
     return f"__mx_input__{field}"
 
 
-def framed(*texts: str) -> str:
-    """Literal parts, each framed as `<UTF-8 byte length>:<text>`."""
-    return "".join(f"{len(t.encode())}:{t}" for t in texts)
+# A stored data version never holds the text that ends a part. A data version written with
+# it (an override, or a hand-made root provenance) is stored as the hash of this prefix and
+# the text; every other one as written, so rows written back keep their data versions.
+PART_END = "|"
+OVERRIDE_PREFIX = "override:"
 
 
 def _field_head(key: FeatureKey, field: FieldSpec) -> str:
-    return framed(key.path, field.key, field.code_version)
+    return definition_hash("field provenance", key.path, field.key, field.code_version)
 
 
 def by_field(fields: list[str], column: Callable[[str], str]) -> Composition:
-    """F(field) F(value) for each field, sorted: a sample's provenance or data version input."""
-    return Composition("", tuple((framed(f), column(f)) for f in sorted(fields)))
+    """`|<field>=<value>` for each field, sorted: a sample's provenance or data version input."""
+    return Composition("", tuple((f"|{f}=", column(f)) for f in sorted(fields)))
 
 
 def _with_sample_provenance(
@@ -96,7 +103,7 @@ def root_provenance(
     """
     spec = graph.spec(feature)
     inputs = {
-        f.key: Composition(_field_head(spec.key, f), (("", input_column(f.key)),))
+        f.key: Composition(_field_head(spec.key, f), (("=", input_column(f.key)),))
         for f in spec.fields
     }
     out = _hash_fields(samples, inputs, engine, settings)
@@ -141,7 +148,7 @@ def _groups(
     """Aggregation: one row per group; each data version column lists the group's members."""
     frame = engine.id_text(frame, {_ID + c: c for c in members})
     key = tuple(("", _ID + c) for c in members)
-    member = {c: Composition("", (*key, ("", c)), all_or_null=True) for c in columns}
+    member = {c: Composition("", (*key, ("", c)), framed=True, all_or_null=True) for c in columns}
     frame = engine.compose(frame, member)
     frame = engine.sorted_concat(frame, by, {c: c for c in columns})
     # A group of nulls only is '' on some engines and null on others; a member is never ''.
@@ -173,10 +180,15 @@ def expected_provenance(
                 frame, on=list(spec.parent_key), how="left" if dep.optional else "inner"
             )
     assert joined is not None, "roots use root_provenance"
+    grouped = {d.feature for d in spec.deps if d.lineage.kind == "aggregation"}
+
+    def label(up: FeatureKey, g: str) -> str:
+        return f"|{up.path}/{g}{'@' if up in grouped else '='}"
+
     inputs = {
         f.key: Composition(
             _field_head(spec.key, f),
-            tuple((framed(up.path, g), parent_column(up, g)) for up, g in parents[f.key]),
+            tuple((label(up, g), parent_column(up, g)) for up, g in parents[f.key]),
         )
         for f in spec.fields
     }

@@ -1,6 +1,7 @@
 """Sample provenance: roots, field parents, data-version overrides, hash settings, edges."""
 
 import hashlib
+import json
 
 import polars as pl
 import pytest
@@ -15,9 +16,29 @@ def md5(text: str) -> str:
     return hashlib.md5(text.encode()).hexdigest()
 
 
-def framed(*texts: str) -> str:
-    """The documented layout of a hash input: each part as `<UTF-8 byte length>:<text>`."""
-    return "".join(f"{len(t.encode())}:{t}" for t in texts)
+# The documented layout of hash inputs (`metaxy_core.versioning._provenance`), rebuilt here
+# independently of the engines.
+def head(key: str, field: str, code_version: str = "1") -> str:
+    """H: a field's fixed head, 16 hex characters of a sha256 of its JSON-listed definition."""
+    text = json.dumps(
+        ["field provenance", key, field, code_version], ensure_ascii=False, separators=(",", ":")
+    )
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def field_input(key: str, field: str, *parents: tuple[str, str, str]) -> str:
+    """H, then `|<upstream>/<field>=<data version>` per parent field."""
+    return head(key, field) + "".join(f"|{up}/{g}={dv}" for up, g, dv in parents)
+
+
+def root_input(key: str, field: str, text: str | None) -> str:
+    """H, then `=<input text>` unless the input is null."""
+    return head(key, field) + ("" if text is None else "=" + text)
+
+
+def by_field(*pairs: str) -> str:
+    """`|<field>=<value>` per field: a sample's provenance or data version input."""
+    return "".join(f"|{f}={v}" for f, v in zip(pairs[::2], pairs[1::2], strict=True))
 
 
 def root_rows(store: mx.MetadataStore, samples: pl.DataFrame, **values) -> mx.Increment:
@@ -30,11 +51,11 @@ def root_rows(store: mx.MetadataStore, samples: pl.DataFrame, **values) -> mx.In
 def test_root_provenance_folds_code_version_and_input_md5():
     store = mx.MemoryStore(graph(), hash_settings=mx.HashSettings("md5"))
     row = store.resolve_update("video", samples=inputs(1)).new.row(0, named=True)
-    audio = md5(framed("video", "audio", "1", "a0"))
-    frames = md5(framed("video", "frames", "1", "f0"))
+    audio = md5(root_input("video", "audio", "a0"))
+    frames = md5(root_input("video", "frames", "f0"))
     assert row[C.provenance_column("audio")] == audio
     assert row[C.provenance_column("frames")] == frames
-    assert row[C.PROVENANCE] == md5(framed("audio", audio, "frames", frames))
+    assert row[C.PROVENANCE] == md5(by_field("audio", audio, "frames", frames))
 
 
 def test_downstream_provenance_reads_exactly_the_parent_fields_md5():
@@ -48,27 +69,24 @@ def test_downstream_provenance_reads_exactly_the_parent_fields_md5():
         f: video[C.provenance_column(f)] for f in dv
     }  # no override: data version = provenance
     assert crop[C.provenance_column("audio")] == md5(
-        framed("crop", "audio", "1", "video", "audio", dv["audio"])
+        field_input("crop", "audio", ("video", "audio", dv["audio"]))
     )
     assert crop[C.provenance_column("frames")] == md5(
-        framed("crop", "frames", "1", "video", "frames", dv["frames"])
+        field_input("crop", "frames", ("video", "frames", dv["frames"]))
     )
     stored_crop = store.read("crop").row(0, named=True)
     face_inputs = md5(
-        framed(
+        field_input(
             "face_detection",
             "faces",
-            "1",
-            "crop",
-            "frames",
-            stored_crop[C.data_version_column("frames")],
+            ("crop", "frames", stored_crop[C.data_version_column("frames")]),
         )
     )
     faces = store.resolve_update("face_detection").new.row(0, named=True)
     assert faces[C.provenance_column("faces")] == face_inputs
     transcript = store.resolve_update("transcript").new.row(0, named=True)
     assert transcript[C.provenance_column("text")] == md5(
-        framed("transcript", "text", "1", "video", "audio", dv["audio"])
+        field_input("transcript", "text", ("video", "audio", dv["audio"]))
     )
 
 
@@ -77,7 +95,7 @@ def test_sample_data_version_hashes_sorted_field_data_versions():
     root_rows(store, inputs(1))
     row = store.read("video").row(0, named=True)
     expected = md5(
-        framed(
+        by_field(
             "audio",
             row[C.data_version_column("audio")],
             "frames",
@@ -91,9 +109,9 @@ def test_sample_data_version_hashes_sorted_field_data_versions():
 
 
 # xxh3_64 has no independent implementation in this environment: its values are pinned.
-# Provenance format 2 (framed parts) changed them from format 1's separator-joined text.
-ROOT_AUDIO_S0000 = framed("video", "audio", "1", "a0")
-XXH3_ROOT_S0000 = ("14337450321778703028", "3472817235444639578", "9498507279526665630")
+# Provenance format 3 (a hashed head, plain parts) changed them from format 2's framed parts.
+ROOT_AUDIO_S0000 = root_input("video", "audio", "a0")
+XXH3_ROOT_S0000 = ("16155301083548009511", "18000204786513529256", "5509302752595084168")
 
 
 @pytest.mark.parametrize(
@@ -497,7 +515,7 @@ def test_a_missing_optional_parent_differs_from_an_empty_data_version():
     rows = store.resolve_update("label", samples=labels).new
     store.write("label", rows.with_columns(pl.lit("").alias(C.data_version_column("label"))))
     new = store.resolve_update("both").new.sort("sample_id")
-    # s1 has no label row (left out); s2's label has the empty data version (framed as "0:").
+    # s1 has no label row (left out); s2's label has the empty data version ("|label/label=").
     assert new[C.provenance_column("audio")].n_unique() == 2
 
 
@@ -520,7 +538,7 @@ def test_root_inputs_of_every_dtype_have_one_text_and_null_is_not_empty(kind, tm
         return new[C.provenance_column("v")].to_list()
 
     def text(t: str | None) -> str:
-        return md5(framed("r", "v", "1") + ("" if t is None else framed(t)))
+        return md5(root_input("r", "v", t))
 
     cases = [
         (pl.Series(["a", "", None]), ["a", "", None]),
@@ -580,35 +598,61 @@ def test_ids_without_one_text_on_every_store_are_refused_at_definition():
 def test_a_store_written_in_an_older_provenance_format_is_refused(tmp_path):
     from metaxy_core.stores._system_tables import SETTINGS_TABLE
 
-    with mx.DuckDBStore(tmp_path / "m.duckdb", graph()) as store:
-        store._append(SETTINGS_TABLE, pl.DataFrame({"hash": ["md5/full"]}))  # format 1 record
-    with pytest.raises(mx.HashSettingsMismatchError, match=r"'md5/full'.*format 1.*format 2"):
-        mx.DuckDBStore(tmp_path / "m.duckdb", graph())
+    for record, fmt in [("md5/full", "1"), ("md5/full/p2", "2")]:  # format 1 wrote no marker
+        with mx.DuckDBStore(tmp_path / f"p{fmt}.duckdb", graph()) as store:
+            store._append(SETTINGS_TABLE, pl.DataFrame({"hash": [record]}))
+        with pytest.raises(
+            mx.HashSettingsMismatchError, match=rf"'{record}'.*format {fmt}.*format 3"
+        ):
+            mx.DuckDBStore(tmp_path / f"p{fmt}.duckdb", graph())
     with mx.DuckDBStore(tmp_path / "new.duckdb", graph()) as store:
         compute_increment(store, "video", {"path": "p"}, samples=inputs(1))
     with mx.DuckDBStore(tmp_path / "new.duckdb", graph()) as store:
         assert store.hash_settings == mx.HashSettings()
 
 
-@pytest.mark.parametrize("kind", ["memory", "duckdb"])
-def test_framing_counts_utf8_bytes_of_any_text(kind, tmp_path):
-    """Lengths are UTF-8 bytes on every engine: non-ASCII, quotes and NUL included."""
-    override = "é👍\x00'\"|1:"
+@pytest.mark.parametrize("kind", ["memory", "duckdb", "delta"])
+def test_overrides_are_kept_as_written_unless_they_hold_the_part_end(kind, tmp_path):
+    """Any text without `|` is kept (non-ASCII, quotes, NUL, framing-like); text with it is
+    stored as the hash of `override:` and the text, alike on every store."""
+    kept, hashed = "é👍\x00'\":1=/", "a|video/frames=b"
     settings = mx.HashSettings("md5")
-    store = (
-        mx.MemoryStore(override_graph(), hash_settings=settings)
-        if kind == "memory"
-        else mx.DuckDBStore(tmp_path / "m.duckdb", override_graph(), hash_settings=settings)
-    )
+    store = {
+        "memory": lambda: mx.MemoryStore(override_graph(), hash_settings=settings),
+        "duckdb": lambda: mx.DuckDBStore(
+            tmp_path / "m.duckdb", override_graph(), hash_settings=settings
+        ),
+        "delta": lambda: mx.DeltaStore(
+            tmp_path / "delta", override_graph(), hash_settings=settings
+        ),
+    }[kind]()
     with store:
         rows = store.resolve_update("video", samples=inputs(1)).new
         store.write(
-            "video", rows.with_columns(pl.lit(override).alias(C.data_version_column("audio")))
+            "video",
+            rows.with_columns(
+                pl.lit(kept).alias(C.data_version_column("audio")),
+                pl.lit(hashed).alias(C.data_version_column("frames")),
+            ),
         )
         crop = store.resolve_update("crop").new.row(0, named=True)
         video = store.read("video").row(0, named=True)
+        # Written back, stored data versions stay as they are (a migration keeps them).
+        stored = store.read("video")
+        versions = [c for c in stored.columns if c.startswith((C.PROVENANCE, C.DATA_VERSION))]
+        store.write("video", stored.select("sample_id", *versions).drop(C.DATA_VERSION))
+        again = store.read("video").row(0, named=True)
+    assert video[C.data_version_column("audio")] == kept
+    assert video[C.data_version_column("frames")] == md5("override:" + hashed)
     assert crop[C.provenance_column("audio")] == md5(
-        framed("crop", "audio", "1", "video", "audio", override)
+        field_input("crop", "audio", ("video", "audio", kept))
     )
-    frames = video[C.data_version_column("frames")]
-    assert video[C.DATA_VERSION] == md5(framed("audio", override, "frames", frames))
+    assert crop[C.provenance_column("frames")] == md5(
+        field_input("crop", "frames", ("video", "frames", md5("override:" + hashed)))
+    )
+    assert video[C.DATA_VERSION] == md5(
+        by_field("audio", kept, "frames", md5("override:" + hashed))
+    )
+    assert {k: again[k] for k in video if k.startswith(C.DATA_VERSION)} == {
+        k: video[k] for k in video if k.startswith(C.DATA_VERSION)
+    }
