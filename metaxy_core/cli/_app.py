@@ -4,6 +4,7 @@ Exit codes: 0 done, 1 a `--check` found work, 2 bad input, a bad configuration o
 unreachable store (one line on stderr naming the problem; nothing was changed), 3 a bug.
 """
 
+import os
 import sys
 import traceback
 from collections.abc import Sequence
@@ -65,6 +66,14 @@ for command in (maintenance.accept, maintenance.delete, maintenance.compact, mai
 
 def run(argv: Sequence[str] | None = None) -> int:
     """Run the application; return the exit code."""
+    try:
+        return _run(argv)
+    except BrokenPipeError:  # `metaxy status | head`: the reader left early; not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _run(argv: Sequence[str] | None) -> int:
     command = typer.main.get_command(app)
     args = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -74,6 +83,9 @@ def run(argv: Sequence[str] | None = None) -> int:
     except typer.Abort:
         return _fail("aborted")
     except typer.TyperException as exc:  # usage errors: unknown option, missing argument...
+        if type(exc).__name__ == "NoArgsIsHelpError":  # a bare `metaxy`: the help, no error
+            print(exc.format_message() if hasattr(exc, "format_message") else str(exc))
+            return 0
         context = getattr(exc, "ctx", None)
         hint = (
             f" (see metaxy {context.info_name} --help)"

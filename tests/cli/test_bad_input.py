@@ -76,3 +76,10 @@ def test_malformed_configuration_files(duckdb_project: Project):
     assert "unknown key(s) ['colour']" in duckdb_project.call("graph").error_line
     config.write_text("graph = [\n")
     assert "Cannot read configuration file" in duckdb_project.call("graph").error_line
+
+
+def test_bare_metaxy_prints_the_help(duckdb_project: Project):
+    result = duckdb_project.call()
+    assert result.code == 0 and result.err == ""
+    assert result.out.startswith("Usage: metaxy [OPTIONS] COMMAND [ARGS]...")
+    assert "accept" in result.out and "why" in result.out
