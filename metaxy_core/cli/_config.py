@@ -15,6 +15,9 @@ options = { AWS_REGION = "eu-west-1" }
 [tool.metaxy.stores.preview]
 uri = "duckdb://preview.duckdb"
 fallback = "prod"                      # reads fall through to prod, writes stay local
+
+[tool.metaxy.stores.warehouse]
+uri = "postgresql://user@host/metadata"  # a SQLStore (PostgreSQL, ClickHouse)
 ```
 
 Environment: `METAXY_CONFIG` (the file), `METAXY_GRAPH`, `METAXY_STORE` (a store name or
@@ -32,10 +35,18 @@ from typing import Any, cast
 from metaxy_core._errors import ConfigError, StoreError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.cli._discovery import graph_from_entry_points, graph_from_target
-from metaxy_core.stores import DeltaStore, DuckDBStore, MemoryStore, MetadataStore, PreviewStore
+from metaxy_core.stores import (
+    DeltaStore,
+    DuckDBStore,
+    MemoryStore,
+    MetadataStore,
+    PreviewStore,
+    SQLStore,
+)
 from metaxy_core.versioning import HashSettings
 
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "file", "lakefs")
+SQL_SCHEMES = ("postgres", "postgresql", "clickhouse")
 _STORE_KEYS = {"uri", "options", "fallback", "hash_algorithm", "hash_length", "lock_timeout"}
 _TOP_KEYS = {"graph", "store", "stores"}
 
@@ -46,8 +57,9 @@ class StoreConfig:
 
     Attributes:
         name: the name in the configuration (or the URI itself for an ad-hoc store).
-        uri: `duckdb://PATH`, `delta://PATH`, an object-store URI (a Delta store) or
-            `memory://`; relative paths are relative to `base`.
+        uri: `duckdb://PATH`, `delta://PATH`, an object-store URI (a Delta store), a
+            `postgresql://` or `clickhouse://` URL (a SQLStore) or `memory://`; relative
+            paths are relative to `base`.
         options: storage options for object stores (credentials, region, endpoint).
         fallback: the name of a store this one is layered over (a preview environment).
         hash_algorithm, hash_length: row hash settings (default: adopt the recorded ones).
@@ -66,7 +78,7 @@ class StoreConfig:
 
     @property
     def kind(self) -> str:
-        """`duckdb`, `delta` or `memory`."""
+        """`duckdb`, `delta`, `sql` or `memory`."""
         scheme = self.uri.split("://", 1)[0].lower() if "://" in self.uri else ""
         if scheme == "duckdb" or (not scheme and self.uri.endswith((".duckdb", ".db"))):
             return "duckdb"
@@ -74,10 +86,12 @@ class StoreConfig:
             return "memory"
         if scheme == "delta" or scheme in OBJECT_STORE_SCHEMES:
             return "delta"
+        if scheme in SQL_SCHEMES:
+            return "sql"
         raise ConfigError(
             f"Store {self.name!r}: unsupported URI {self.uri!r}. Use duckdb://PATH, delta://PATH, "
-            f"an object-store URI ({', '.join(s + '://' for s in OBJECT_STORE_SCHEMES[:4])}...) "
-            "or memory://."
+            f"an object-store URI ({', '.join(s + '://' for s in OBJECT_STORE_SCHEMES[:4])}...), "
+            "postgresql://..., clickhouse://... or memory://."
         )
 
     @property
@@ -86,6 +100,8 @@ class StoreConfig:
         kind = self.kind
         if kind == "memory":
             return "memory://"
+        if kind == "sql":
+            return self.uri
         scheme, sep, rest = self.uri.partition("://")
         if kind == "delta" and scheme.lower() != "delta":
             return self.uri  # an object-store URI, passed through
@@ -212,6 +228,8 @@ def open_one(cfg: StoreConfig, graph: FeatureGraph, *, read_only: bool) -> Metad
     kind, location = cfg.kind, cfg.location
     if kind == "memory":
         return MemoryStore(graph, hash_settings=settings)
+    if kind == "sql":
+        return SQLStore(location, graph, hash_settings=settings)
     if kind == "duckdb":
         return DuckDBStore(
             location,

@@ -3,7 +3,7 @@
 import json
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
@@ -80,7 +80,7 @@ class Session:
         sys.stdout.write(json.dumps(data, indent=2, default=str) + "\n")
 
     @contextmanager
-    def busy(self, what: str) -> Iterator[None]:
+    def busy(self, what: str) -> Generator[None]:
         """A spinner on a terminal's stderr while one long step runs (nothing when piped)."""
         if not self.err.is_terminal:
             yield

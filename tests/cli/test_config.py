@@ -80,6 +80,7 @@ def test_environment_overrides_the_file_and_arguments_override_both(tmp_path):
     assert config.store_config().location == "gs://other/metaxy"
     assert config.store_config().options == {"AWS_REGION": "eu-west-1"}  # kept
     assert config.store_config("scratch").kind == "memory"
+    assert config.store_config("postgresql://u@db/meta").kind == "sql"
     flags = load_config(cwd=tmp_path, environ=env, graph="tests.cli.features:VIDEO", store="dev")
     assert (flags.graph, flags.store_config().name) == ("tests.cli.features:VIDEO", "dev")
     other = tmp_path / "elsewhere.toml"
