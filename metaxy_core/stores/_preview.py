@@ -127,18 +127,22 @@ class PreviewStore(MetadataStore):
     ) -> nw.LazyFrame[Any]:
         """Both sides' frames of `table` (where they exist) as one polars lazy frame."""
         parts = [
-            _as_polars(scan(store)) for store in (self.fallback, self.local) if store._exists(table)
+            _as_polars(store, table, scan(store))
+            for store in (self.fallback, self.local)
+            if store._exists(table)
         ]
         if not parts:
             raise StoreError(f"PreviewStore: no table {table!r} in either store.")
         return nw.from_native(parts[0] if len(parts) == 1 else _concat(parts))
 
 
-def _as_polars(frame: nw.LazyFrame[Any]) -> pl.LazyFrame:
+def _as_polars(store: MetadataStore, table: str, frame: nw.LazyFrame[Any]) -> pl.LazyFrame:
+    """A side's frame in polars: lazy if it is already, else collected in its written types."""
     native = frame.to_native()
     if isinstance(native, pl.LazyFrame):
         return native
-    return frame.collect(backend="polars").to_native().lazy()
+    rows = frame.collect(backend="polars").to_native()
+    return store._restore_types(table, rows).lazy()  # pyright: ignore[reportPrivateUsage]
 
 
 def _concat(parts: list[pl.LazyFrame]) -> pl.LazyFrame:
