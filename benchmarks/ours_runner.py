@@ -2,7 +2,12 @@
 
 Run it in the project venv:
     .venv/bin/python benchmarks/ours_runner.py [--n 10000 100000 1000000]
-        [--graph simple wide] [--phase new stale] [--store memory duckdb delta] [--rounds 5]
+        [--graph simple wide] [--phase new stale] [--store memory duckdb delta postgres]
+        [--rounds 5] [--postgres-url postgresql://...]
+
+`postgres` is a SQLStore on a PostgreSQL server: the one at --postgres-url, else one started
+from the `pgserver` package for the run. Each round copies the phase's database
+(CREATE DATABASE ... TEMPLATE), as the file stores copy their directory.
 
 Same protocol as peer_runner.py: the phase's starting state is written once (untimed), each
 round opens a fresh copy of it and times only `store.resolve_update("leaf")`, collected into
@@ -11,14 +16,18 @@ One JSON line per case, with the median of the rounds.
 """
 
 import argparse
+import contextlib
 import gc
+import itertools
 import json
+import re
 import shutil
 import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+import warnings
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import polars as pl
@@ -64,7 +73,57 @@ def opener(
         return lambda where: mx.DuckDBStore(where / "store.duckdb", graph, hash_settings=settings)
     if kind == "delta":
         return lambda where: mx.DeltaStore(str(where / "delta"), graph, hash_settings=settings)
+    if kind == "postgres":
+        return lambda where: mx.SQLStore(POSTGRES.url(where.name), graph, hash_settings=settings)
     raise ValueError(kind)
+
+
+class Postgres:
+    """Databases of one PostgreSQL server, named after the runner's store directories."""
+
+    def __init__(self) -> None:
+        self.server = ""
+        self._numbers = itertools.count()
+
+    def url(self, name: str) -> str:
+        return re.sub(r"/postgres(\?|$)", rf"/{name}\1", self.server, count=1)
+
+    def execute(self, sql: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.server, autocommit=True) as con:
+            con.execute(sql)
+
+    def copy(self, source: str, target: str) -> None:
+        self.execute(f'CREATE DATABASE "{target}" TEMPLATE "{source}"')
+
+    def fresh(self) -> str:
+        """A new database name, unique in this run."""
+        return f"bench_{next(self._numbers)}"
+
+
+POSTGRES = Postgres()
+
+
+@contextlib.contextmanager
+def postgres_server(url: str | None) -> Iterator[None]:
+    """Use the server at `url`, or start one from pgserver for the run."""
+    if url is not None:
+        POSTGRES.server = url
+        yield
+        return
+    import pgserver
+
+    data = tempfile.mkdtemp(prefix="metaxy-bench-pg-")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        server = pgserver.get_server(data, cleanup_mode="stop")
+    POSTGRES.server = server.get_uri()
+    try:
+        yield
+    finally:
+        server.cleanup()
+        shutil.rmtree(data, ignore_errors=True)
 
 
 def write_root(store: mx.MetadataStore, root: str, frame: pl.DataFrame) -> None:
@@ -104,14 +163,19 @@ def run_case(
     stale_ids = load_stale_ids(data_dir, graph_name, n) if phase == "stale" else set()
     times = []
     with tempfile.TemporaryDirectory(prefix="metaxy-bench-") as tmp:
-        template = Path(tmp) / "template"
+        template = Path(tmp) / (POSTGRES.fresh() if kind == "postgres" else "template")
         template.mkdir()
+        if kind == "postgres":
+            POSTGRES.execute(f'CREATE DATABASE "{template.name}"')
         base = open_store(template)
         setup(base, graph_name, phase, roots, rewrite)
         base.close()
         for i in range(rounds):
-            where = Path(tmp) / f"round{i}"
-            if kind == "memory":
+            where = Path(tmp) / (POSTGRES.fresh() if kind == "postgres" else f"round{i}")
+            if kind == "postgres":
+                POSTGRES.copy(template.name, where.name)
+                store = open_store(where)
+            elif kind == "memory":
                 where.mkdir()
                 store = open_store(where)
                 setup(store, graph_name, phase, roots, rewrite)
@@ -125,6 +189,10 @@ def run_case(
             check(increment, phase, n, stale_ids)
             store.close()
             shutil.rmtree(where, ignore_errors=True)
+            if kind == "postgres":
+                POSTGRES.execute(f'DROP DATABASE "{where.name}"')
+        if kind == "postgres":
+            POSTGRES.execute(f'DROP DATABASE "{template.name}"')
     return {
         "impl": "ours",
         "store": kind,
@@ -146,7 +214,15 @@ def main() -> None:
     p.add_argument("--store", nargs="+", default=["memory", "duckdb", "delta"])
     p.add_argument("--rounds", type=int, default=5)
     p.add_argument("--hash", default="xxh3_64", choices=[a.value for a in mx.HashAlgorithm])
+    p.add_argument("--postgres-url", default=None, help="default: a pgserver for the run")
     args = p.parse_args()
+    with (
+        postgres_server(args.postgres_url) if "postgres" in args.store else contextlib.nullcontext()
+    ):
+        run_all(args)
+
+
+def run_all(args: argparse.Namespace) -> None:
     for kind in args.store:
         for graph_name in args.graph:
             for n in args.n:
