@@ -173,11 +173,12 @@ def _storable(dtype: DType, where: str) -> DType:
     """
     if (dtype.is_signed_integer() and dtype != pl.Int128) or dtype.is_float():
         return dtype
-    if isinstance(dtype, _SCALARS) or dtype in _SCALARS:
+    base: Any = dtype.base_type()  # a class, whether `dtype` is an instance or a class
+    if base in _SCALARS:
         return dtype
-    if dtype.is_unsigned_integer():
-        return _SIGNED[dtype.base_type()]
-    if isinstance(dtype, pl.Categorical | pl.Enum) or dtype in (pl.Categorical, pl.Enum):
+    if base in _SIGNED:
+        return _SIGNED[base]
+    if base in (pl.Categorical, pl.Enum):
         return pl.String()
     if isinstance(dtype, pl.Datetime):
         zone = None if dtype.time_zone is None else "UTC"

@@ -154,5 +154,5 @@ def test_the_guard_turns_panics_into_store_errors_but_lets_interrupts_through():
 def test_assigning_a_graph_to_a_closed_store_is_a_store_error(tmp_path):
     store = mx.DuckDBStore(tmp_path / "m.duckdb", graph())
     store.close()
-    with pytest.raises(mx.StoreError, match="m.duckdb"):
+    with pytest.raises(mx.StoreError, match=r"m\.duckdb"):
         store.graph = graph()
