@@ -24,6 +24,7 @@ import ibis.expr.types as ir
 import narwhals as nw
 import polars as pl
 import sqlglot
+from sqlglot import exp
 from sqlglot.errors import SqlglotError
 
 from metaxy_core._errors import HashSettingsMismatchError, SpecError
@@ -277,7 +278,7 @@ class IbisEngine:
         # then translated to this database's dialect by sqlglot: never the user's text.
         try:
             condition = sqlglot.parse_one(flt.to_sql(frame.collect_schema()), read="duckdb")
-            sql = condition.sql(dialect=self.dialect.name)
+            sql = condition.transform(self._portable).sql(dialect=self.dialect.name)
         except SqlglotError as exc:
             raise SpecError(
                 f"Cannot translate filter {flt.text!r} for {self.dialect.name}: {exc}"
@@ -287,6 +288,16 @@ class IbisEngine:
         parent = cast(Any, table.alias(alias).op())  # an aliased relation, typed as a node
         view = ops.SQLStringView(parent=parent, query=query, schema=table.schema())
         return _lazy(view.to_expr())
+
+    def _portable(self, node: exp.Expr) -> exp.Expr:
+        """DuckDB's 128-bit integer (overflow-safe `abs`) as PostgreSQL's exact NUMERIC."""
+        if (
+            self.dialect.name == "postgres"
+            and isinstance(node, exp.DataType)
+            and node.this == exp.DataType.Type.INT128
+        ):
+            return exp.DataType.build("DECIMAL(39, 0)")
+        return node
 
     def latest(self, frame: Lazy, ids: Sequence[str], order_by: str) -> Lazy:
         table = _table(frame)

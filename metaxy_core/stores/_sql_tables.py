@@ -154,9 +154,8 @@ class PostgresTables(Tables):
         columns = ", ".join(quote(c) for c in rows.columns)
         # CSV keeps '' and NULL apart (an empty string is written quoted) and is the fastest
         # bulk path psycopg offers without a Python object per value.
-        data = rows.write_csv(
-            include_header=False, datetime_format="%Y-%m-%dT%H:%M:%S%.6f%z", null_value=""
-        )
+        # Datetimes print as ISO 8601 with microseconds, and an offset when zoned.
+        data = rows.write_csv(include_header=False, null_value="")
         with self._pg.cursor() as cursor:
             copy_sql = f"COPY {quote(table)} ({columns}) FROM STDIN (FORMAT csv)"
             with cursor.copy(copy_sql) as copy:
