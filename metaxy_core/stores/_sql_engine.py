@@ -99,6 +99,22 @@ def _ch_to_string(value: dt.uint64) -> str: ...  # type: ignore[empty-body,valid
 def _ch_epoch_us(value: dt.Timestamp(timezone="UTC", scale=6)) -> int: ...  # type: ignore[empty-body,valid-type]
 
 
+@ibis.udf.agg.builtin(name="groupArray")
+def _ch_group_array(value: str) -> dt.Array(dt.string): ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="arraySort")
+def _ch_array_sort(values: dt.Array(dt.string)) -> dt.Array(dt.string): ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="arrayStringConcat")
+def _ch_array_join(values: dt.Array(dt.string), separator: str) -> str: ...  # type: ignore[empty-body,valid-type]
+
+
+@ibis.udf.scalar.builtin(name="toDecimalString")
+def _ch_decimal_text(value: dt.Decimal(38, 9), scale: int) -> str: ...  # type: ignore[empty-body,valid-type]
+
+
 @ibis.udf.scalar.builtin(name="toInt32")
 def _ch_to_int32(value: dt.date) -> int: ...  # type: ignore[empty-body,valid-type]
 
@@ -116,7 +132,9 @@ class Dialect:
         hashes: per algorithm, the lowercase text of a string's hash, as polars-hash gives it.
         epoch_days: a date as days since 1970-01-01 (an integer).
         epoch_us: a timestamp as microseconds since the epoch, UTC (an integer).
-        sort_key: what sorts strings by their UTF-8 bytes, as polars sorts them.
+        sorted_join: the aggregate joining a group's non-null strings with ',', sorted by
+            their UTF-8 bytes as polars sorts them.
+        decimal_text: a decimal as plain text with exactly `scale` fraction digits.
         as_text: polars dtype classes kept as JSON text (the database has no such type).
     """
 
@@ -125,7 +143,8 @@ class Dialect:
     hashes: Mapping[HashAlgorithm, _F]
     epoch_days: _F
     epoch_us: _F
-    sort_key: _F
+    sorted_join: _F
+    decimal_text: Callable[[ir.Value, int], ir.Value]
     as_text: tuple[type[pl.DataType], ...]
 
 
@@ -139,7 +158,8 @@ POSTGRES = Dialect(
     epoch_days=lambda v: _pg_date_mi(v, ibis.date(1970, 1, 1)),
     epoch_us=lambda v: (cast(ir.NumericValue, _pg_extract("epoch", v)) * 1_000_000).cast("int64"),
     # Text order follows the database's collation; the bytes of the UTF-8 text do not.
-    sort_key=lambda v: _pg_convert_to(v, "UTF8"),
+    sorted_join=lambda v: cast(Text, v).group_concat(",", order_by=_pg_convert_to(v, "UTF8")),
+    decimal_text=lambda v, scale: v.cast("string"),
     as_text=(pl.Struct, pl.List, pl.Array, pl.Binary),
 )
 CLICKHOUSE = Dialect(
@@ -152,7 +172,9 @@ CLICKHOUSE = Dialect(
     },
     epoch_days=_ch_to_int32,
     epoch_us=_ch_epoch_us,
-    sort_key=lambda v: v,  # ClickHouse compares strings by their bytes
+    # ClickHouse compares strings by their bytes; Ibis cannot order its group_concat.
+    sorted_join=lambda v: _ch_array_join(_ch_array_sort(_ch_group_array(v)), ","),
+    decimal_text=_ch_decimal_text,  # its toString drops trailing zeros
     as_text=(pl.Struct, pl.List, pl.Array, pl.Binary),
 )
 DIALECTS = {d.name: d for d in (POSTGRES, CLICKHOUSE)}
@@ -221,12 +243,7 @@ class IbisEngine:
 
     def sorted_concat(self, frame: Lazy, by: Sequence[str], columns: Mapping[str, str]) -> Lazy:
         table = _table(frame)
-        aggs = {
-            out: cast(Text, table[src]).group_concat(
-                ",", order_by=self.dialect.sort_key(table[src])
-            )
-            for out, src in columns.items()
-        }
+        aggs = {out: self.dialect.sorted_join(table[src]) for out, src in columns.items()}
         return _lazy(table.group_by(list(by)).aggregate(**aggs))
 
     def compose(self, frame: Lazy, inputs: Mapping[str, Composition]) -> Lazy:
@@ -264,7 +281,10 @@ class IbisEngine:
         """The canonical text of an id (`metaxy_core._canonical`), computed by the database."""
         if dtype.is_string():
             return cast(Text, value)
-        if dtype.is_integer() or dtype.is_boolean() or dtype.is_decimal():
+        if dtype.is_decimal():
+            scale = cast(dt.Decimal, dtype).scale or 0
+            return self.dialect.decimal_text(value, scale).cast("string")
+        if dtype.is_integer() or dtype.is_boolean():
             return value.cast("string")
         if dtype.is_date():
             return self.dialect.epoch_days(value).cast("string")

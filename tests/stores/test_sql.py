@@ -2,6 +2,7 @@
 
 import multiprocessing
 
+import narwhals as nw
 import polars as pl
 import pytest
 
@@ -75,3 +76,46 @@ def test_first_writes_from_several_processes_all_land(postgres_url, serialise):
     landed = sorted(set(range(WRITERS)) - set(failed))
     assert sorted(rows["path"].unique().to_list()) == [f"w{w}" for w in landed]
     assert rows.height == 4 * len(landed)  # a failed write left nothing behind
+
+
+# -- ClickHouse without a server: the plan at least compiles to ClickHouse SQL -----------------
+
+
+def test_the_clickhouse_plan_compiles_with_clickhouse_functions():
+    """No ClickHouse server runs here (see test_sql_clickhouse.py): compile the provenance of
+    an aggregation (ids of every id type, grouped members, xxh3_64) to ClickHouse SQL."""
+    import ibis
+
+    from metaxy_core.stores._sql_engine import CLICKHOUSE, IbisEngine
+    from metaxy_core.versioning._provenance import expected_provenance
+    from tests.stores.test_cross_store import event_graph
+
+    engine = IbisEngine(CLICKHOUSE, upload=None, materialize=None, drop=None)
+    event = ibis.table(
+        {
+            "user_id": "string",
+            "at": "timestamp('UTC', 6)",
+            "day": "date",
+            "amount": "decimal(10, 2)",
+            "flag": "boolean",
+            "metaxy_data_version__e": "string",
+        },
+        name="event",
+    )
+    graph = event_graph()
+    plan = expected_provenance(
+        graph,
+        mx.FeatureKey("user"),
+        {mx.FeatureKey("event"): nw.from_native(event)},
+        engine,
+        mx.HashSettings("xxh3_64"),
+    )
+    sql = str(ibis.to_sql(plan.to_native(), dialect="clickhouse"))
+    for function in ("xxh3(", "toUnixTimestamp64Micro(", "toDecimalString(", "groupArray("):
+        assert function in sql, function
+    with pytest.raises(mx.HashSettingsMismatchError, match="postgres has no built-in xxh3_64"):
+        from metaxy_core.stores._sql_engine import POSTGRES
+
+        IbisEngine(POSTGRES, upload=None, materialize=None, drop=None).hash(
+            nw.from_native(event), {"h": "user_id"}, mx.HashSettings("xxh3_64")
+        )
