@@ -33,15 +33,19 @@ def write_at_once(url: str, worker: int, barrier, serialise: bool, results) -> N
     from metaxy_core.stores import _sql_tables
 
     _sql_tables.LOCK_WRITERS = serialise
-    real = _sql_tables.PostgresTables.lock
+    # Line up right before what the locks protect: the write (locked), or the append's
+    # check that the table exists (unlocked), so the race happens whatever the scheduler does.
+    tables = _sql_tables.PostgresTables
+    method = "lock" if serialise else "lock_until_commit"
+    real = getattr(tables, method)
 
     def lined_up(self, name: str):
-        if name == "video":  # the write's lock: every writer asks for it at the same moment
+        if name == "video":
             with contextlib.suppress(threading.BrokenBarrierError):
                 barrier.wait(timeout=30)
         return real(self, name)
 
-    _sql_tables.PostgresTables.lock = lined_up
+    setattr(tables, method, lined_up)
     samples = inputs(4).with_columns(pl.col("sample_id") + f"-w{worker}")
     try:
         with mx.SQLStore(url, graph()) as store:
