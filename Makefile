@@ -6,6 +6,9 @@ UV := $(TOOLS)/bin/uv
 VENV := .venv
 export UV_PYTHON_DOWNLOADS := never
 export UV_PROJECT_ENVIRONMENT := $(VENV)
+# Compile the environment's bytecode once at install: test subprocesses (the CLI, racing
+# writers) then import without recompiling, even where PYTHONDONTWRITEBYTECODE is set.
+export UV_COMPILE_BYTECODE := 1
 
 DAGSTER_HOME_DIR := $(CURDIR)/.dagster_home
 DATA_DIR := $(CURDIR)/.metaxy_data
