@@ -41,6 +41,7 @@ def prepare_rows(
     frame = W.to_polars(rows, what=what)
     W.validate_ids(frame, spec.id_columns, what=what)
     W.check_column_names(frame, what=what)
+    W.check_overrides(frame, spec.field_keys, what=what)
     frame = W.coerce_columns(frame, definition, what=what)
     frame = _with_provenance(store, spec.key, frame, what)
     frame = _with_declared_columns(definition, frame, what)

@@ -3,7 +3,7 @@
 import secrets
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -161,6 +161,7 @@ _SIGNED = {
     pl.UInt32: pl.Int64(),
     pl.UInt64: pl.Int64(),
 }
+_TEXT = (pl.String, pl.Null)
 _SCALARS = (pl.String, pl.Boolean, pl.Binary, pl.Date, pl.Decimal, pl.Null)
 
 
@@ -258,4 +259,23 @@ def check_column_names(frame: pl.DataFrame, *, what: str) -> None:
     if odd:
         raise WriteValidationError(
             f"{what}: column name(s) {odd} read as patterns to polars; rename them."
+        )
+
+
+_OVERRIDE = "metaxy_data_version__"
+
+
+def check_overrides(frame: pl.DataFrame, fields: Sequence[str], *, what: str) -> None:
+    """Data-version overrides of the feature's fields hold text (a content hash).
+
+    (Columns of fields the feature no longer has, e.g. in rows read back after a field was
+    removed, are dropped with the other columns the write does not keep.)
+    """
+    overrides = [_OVERRIDE + f for f in fields if _OVERRIDE + f in frame.columns]
+    schema: dict[str, Any] = dict(frame.schema)  # dtype instances compare equal to classes
+    typed = [f"{c!r} is {schema[c]}" for c in overrides if schema[c] not in _TEXT]
+    if typed:
+        raise WriteValidationError(
+            f"{what}: data-version overrides must be text (e.g. a content hash): "
+            f"{'; '.join(typed)}."
         )

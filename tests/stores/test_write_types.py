@@ -90,3 +90,12 @@ def test_a_column_differing_from_a_stored_one_only_in_case_is_refused(store):
     with pytest.raises(mx.WriteValidationError, match="'Score' and 'score'"):
         store.write("p", rows.with_columns(Score=pl.lit(2)))
     assert store.history("p").height == 2
+
+
+def test_data_version_overrides_must_be_text(store):
+    rows = new_rows(store)
+    with pytest.raises(mx.WriteValidationError, match="overrides must be text"):
+        store.write("p", rows.with_columns(metaxy_data_version__x=pl.lit({"a": 1})))
+    assert not store.has_feature("p")
+    store.write("p", rows.with_columns(metaxy_data_version__x=pl.lit("content-hash")))
+    assert store.read("p")["metaxy_data_version__x"].to_list() == ["content-hash"] * 2
