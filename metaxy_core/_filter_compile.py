@@ -26,6 +26,7 @@ from typing import Any, cast
 
 import polars as pl
 
+from metaxy_core._errors import SpecError
 from metaxy_core._filter_tree import (
     BOOLEAN,
     FLOAT,
@@ -53,7 +54,7 @@ from metaxy_core._filter_tree import (
 # -- compiling ---------------------------------------------------------------------------------
 
 
-class FilterTypeError(Exception):
+class FilterTypeError(SpecError):
     """A well-formed filter that cannot run on these columns; `_filters` adds the context."""
 
 
@@ -482,4 +483,4 @@ def _compile(node: Node, kinds: Mapping[str, Kind]) -> Compiled:
         case Call():
             return _call(node, kinds)
         case _:
-            raise TypeError(f"not a filter node: {node!r}")
+            raise SpecError(f"Not a filter node: {node!r}.")

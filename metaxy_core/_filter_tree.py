@@ -13,6 +13,8 @@ import narwhals as nw
 import polars as pl
 from polars.datatypes import DataTypeClass
 
+from metaxy_core._errors import SpecError
+
 # -- nodes -------------------------------------------------------------------------------------
 
 
@@ -158,7 +160,7 @@ def literal_kind(value: Any) -> Kind:
         case dt.date():
             return DATE
         case _:
-            raise TypeError(f"not a filter literal: {value!r}")
+            raise SpecError(f"Not a filter literal: {value!r}.")
 
 
 def columns_of(node: Node) -> Iterator[str]:

@@ -344,6 +344,8 @@ def _typed_literal(node: exp.Expr, text: str) -> Any:
                     "(the session's time zone differs between engines)."
                 )
             return value.astimezone(dt.UTC) if value.tzinfo else value
+    except SpecError:  # a ValueError too: keep its own message
+        raise
     except ValueError as exc:
         raise SpecError(
             f"Filter {text!r}: {raw!r} is not a valid date or timestamp ({exc})."
