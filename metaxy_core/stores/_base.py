@@ -137,7 +137,12 @@ class MetadataStore(Storage):
         return self._recorded_snapshot
 
     def _record_snapshot(self) -> None:
-        """Record the graph's definitions before a write, if they changed since the last one."""
+        """Record the graph's definitions before a write, if they changed since the last one.
+
+        Checked once per graph object: writes of an unchanged graph skip the snapshot work.
+        """
+        if self._snapshot_graph is self.graph:
+            return
         snapshot = self.graph.snapshot()
         text = json.dumps(snapshot, sort_keys=True)
         if self._last_snapshot() != text:
@@ -145,6 +150,10 @@ class MetadataStore(Storage):
                 SNAPSHOTS_TABLE, _system_tables.snapshot_row(snapshot, {"recorded_by": "write"})
             )
             self._recorded_snapshot = text
+        self._snapshot_graph = self.graph
+
+    # The graph whose snapshot `_record_snapshot` last made sure of.
+    _snapshot_graph: FeatureGraph | None = None
 
     # True once the settings recorded in the store are known to be this store's.
     _settings_checked: bool = False
