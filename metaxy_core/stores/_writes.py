@@ -212,21 +212,20 @@ def storable(frame: pl.DataFrame, stored: Mapping[str, pl.DataType], *, what: st
     Raises:
         WriteValidationError: naming the colliding columns, or the column and its type.
     """
-    seen: dict[str, str] = {c.lower(): c for c in stored}
-    clashes: list[str] = []
-    for column in frame.columns:
-        other = seen.get(column.lower())
-        if other is not None and other != column:
-            clashes.append(f"{column!r} and {other!r}")
-        seen.setdefault(column.lower(), column)
-    folded = [c.lower() for c in frame.columns]
+    # Against the stored columns, then within the write: each colliding pair named once.
+    stored_names = {c.lower(): c for c in stored}
+    clashes = [
+        f"{c!r} and {stored_names[c.lower()]!r}"
+        for c in frame.columns
+        if stored_names.get(c.lower(), c) != c
+    ]
     clashes += [
         f"{c!r} and {d!r}"
         for i, c in enumerate(frame.columns)
         for d in frame.columns[i + 1 :]
         if c.lower() == d.lower()
     ]
-    if clashes or len(set(folded)) != len(folded):
+    if clashes:
         raise WriteValidationError(
             f"{what}: column names differ only in case: {sorted(set(clashes))}; some stores "
             "ignore case in names. Rename one of each pair. Nothing was written."
