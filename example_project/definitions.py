@@ -31,10 +31,6 @@ def image_source(directory: Path | None = None) -> Any:
     return lambda: digits.input_versions(current_images(directory))
 
 
-def _store_of(context: dg.AssetExecutionContext) -> mx.MetadataStore:
-    return context.resources.metaxy_io_manager.store.open()
-
-
 def _dagster_compute(feature: str, directory: Path | None) -> Any:
     """Adapt a plain compute function to metaxy_dagster's `compute(context, increment)`."""
     if feature == "image":
@@ -42,7 +38,7 @@ def _dagster_compute(feature: str, directory: Path | None) -> Any:
             increment.to_compute(), current_images(directory)
         )
     compute = COMPUTE[feature]
-    return lambda context, increment: compute(increment.to_compute(), _store_of(context))
+    return lambda context, increment: compute(increment)
 
 
 def build_defs(

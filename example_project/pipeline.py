@@ -1,8 +1,10 @@
 """How each feature is computed from its increment, and a plain runner over a store.
 
-Every compute function takes the rows metaxy says need work (`Increment.to_compute()`: ids,
-the upstream columns the feature reads, and the provenance to write) and returns the rows to
-write. The Dagster definitions and the plain runner below call the same functions.
+Every compute function takes the feature's increment and returns the rows to write. Its
+`to_compute()` holds the rows metaxy says need work (ids, the upstream columns the feature
+reads, and the provenance to write); `upstream(...)` reads other upstream rows of those same
+samples (the class summary reads every member of its digit groups). The Dagster definitions
+and the plain runner below call the same functions.
 """
 
 from collections.abc import Callable
@@ -13,7 +15,7 @@ import metaxy_core as mx
 from example_project import digits
 from example_project.features import IMAGE_ID, Embedding
 
-ComputeFn = Callable[[pl.DataFrame, mx.MetadataStore], pl.DataFrame]
+ComputeFn = Callable[[mx.Increment], pl.DataFrame]
 
 
 def _add(rows: pl.DataFrame, computed: pl.DataFrame, on: list[str]) -> pl.DataFrame:
@@ -27,31 +29,34 @@ def compute_image(rows: pl.DataFrame, images: pl.DataFrame) -> pl.DataFrame:
     return _add(rows, images.select(IMAGE_ID, "pixel_values", "digit"), [IMAGE_ID])
 
 
-def compute_normalized(rows: pl.DataFrame, store: mx.MetadataStore) -> pl.DataFrame:
+def compute_normalized(increment: mx.Increment) -> pl.DataFrame:
     """Centre and scale the pixels carried from `image`."""
+    rows = increment.to_compute()
     return _add(rows, digits.normalize(rows), [IMAGE_ID])
 
 
-def compute_embedding(rows: pl.DataFrame, store: mx.MetadataStore) -> pl.DataFrame:
+def compute_embedding(increment: mx.Increment) -> pl.DataFrame:
     """Project the normalized pixels; carry the digit for the class summary."""
+    rows = increment.to_compute()
     return _add(rows, digits.embed(rows), [IMAGE_ID])
 
 
-def compute_augmented(rows: pl.DataFrame, store: mx.MetadataStore) -> pl.DataFrame:
+def compute_augmented(increment: mx.Increment) -> pl.DataFrame:
     """Expand every image into its shifted variants, each stamped with its parent's provenance."""
+    rows = increment.to_compute()
     return mx.stamp_children(rows, digits.augment(rows), on=[IMAGE_ID])
 
 
-def compute_caption(rows: pl.DataFrame, store: mx.MetadataStore) -> pl.DataFrame:
+def compute_caption(increment: mx.Increment) -> pl.DataFrame:
     """Caption each image from its digit."""
+    rows = increment.to_compute()
     return _add(rows, digits.caption(rows), [IMAGE_ID])
 
 
-def compute_class_summary(rows: pl.DataFrame, store: mx.MetadataStore) -> pl.DataFrame:
-    """Re-summarize only the digit classes in the increment, from the stored embeddings."""
-    embeddings = store.read(Embedding, columns=["digit", "vector"]).filter(
-        pl.col("digit").is_in(rows["digit"].implode())
-    )
+def compute_class_summary(increment: mx.Increment) -> pl.DataFrame:
+    """Re-summarize only the digit classes in the increment, from all their embeddings."""
+    rows = increment.to_compute()
+    embeddings = increment.upstream(Embedding, columns=["digit", "vector"])
     return _add(rows, digits.summarize(embeddings), ["digit"])
 
 
@@ -83,7 +88,7 @@ def run_pipeline(store: mx.MetadataStore, images: pl.DataFrame) -> dict[str, mx.
             rows = compute_image(increment.to_compute(), images)
         else:
             increment = store.resolve_update(key)
-            rows = COMPUTE[key.path](increment.to_compute(), store)
+            rows = COMPUTE[key.path](increment)
         if rows.height:
             store.write(key, rows)
         if increment.orphaned.height:
