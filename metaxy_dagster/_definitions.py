@@ -56,7 +56,8 @@ def build_definitions(
         exclude: features this code location deliberately does not compute.
 
     Raises:
-        SpecError: a feature has neither a compute, a hand-written asset nor an exclusion
+        SpecError: the store's settings contradict each other (see `MetaxyStore.check_config`),
+            a feature has neither a compute, a hand-written asset nor an exclusion
             (naming them), a feature has two of them, an asset is not a feature asset of
             `graph`, or a hand-written asset's partitions do not fit `mode`.
 
@@ -69,6 +70,7 @@ def build_definitions(
     """
     _check_arguments(graph, computes, sources)
     resource = store or MetaxyStore(graph=graph)
+    resource.check_config()
     partitions = None if mode == "none" else batch_partitions()
     hand_written = _hand_written_features(graph, assets, partitions)
     _check_coverage(graph, computes, hand_written, exclude)

@@ -3,7 +3,7 @@
 import re
 import threading
 import time
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -50,6 +50,8 @@ class DuckDBStore(MetadataStore):
         hash_settings: row hash settings; default: adopt the recorded ones (xxh3_64 if new).
         lock_timeout: seconds to keep retrying while another process holds the file.
         read_only: open without write access (several read-only processes may share a file).
+        config: DuckDB configuration options for the connection (`threads`, `memory_limit`,
+            ...; e.g. a `dagster_duckdb.DuckDBResource`'s `connection_config`).
 
     Raises:
         StoreLockedError: the file stayed locked for `lock_timeout` seconds.
@@ -70,11 +72,14 @@ class DuckDBStore(MetadataStore):
         hash_settings: HashSettings | None = None,
         lock_timeout: float = 10.0,
         read_only: bool = False,
+        config: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(graph, hash_settings=hash_settings)
         self.path = Path(path)
         self.read_only = read_only
-        self._setup(_connect(self.path, read_only=read_only, lock_timeout=lock_timeout))
+        self._setup(
+            _connect(self.path, read_only=read_only, lock_timeout=lock_timeout, config=config)
+        )
 
     @classmethod
     def snapshot(
@@ -262,14 +267,26 @@ def _same_ids(ids: Sequence[str]) -> str:
     return " AND ".join(f"c.{quote(c)} = s.{quote(c)}" for c in ids)
 
 
-def _connect(path: Path, *, read_only: bool, lock_timeout: float) -> duckdb.DuckDBPyConnection:
+def _connect(
+    path: Path, *, read_only: bool, lock_timeout: float, config: Mapping[str, Any] | None
+) -> duckdb.DuckDBPyConnection:
     """Open the file, retrying while another process holds its lock."""
     if read_only and not path.exists():
         raise StoreError(f"Cannot open DuckDB store {path} read_only: the file does not exist.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    return _while_locked(
-        path, lambda: duckdb.connect(str(path), read_only=read_only), lock_timeout=lock_timeout
-    )
+    options = {str(k): v for k, v in (config or {}).items()}
+
+    def connect() -> duckdb.DuckDBPyConnection:
+        try:
+            return duckdb.connect(str(path), read_only=read_only, config=options)
+        except (duckdb.InvalidInputException, duckdb.ConnectionException) as exc:
+            # A bad option, or another connection of this process has the file open with
+            # other options (DuckDB shares one database instance per file and process).
+            raise StoreError(
+                f"DuckDB refused the connection config {options} for {path}: {exc}"
+            ) from exc
+
+    return _while_locked(path, connect, lock_timeout=lock_timeout)
 
 
 def _copy_into_memory(path: Path, *, lock_timeout: float) -> duckdb.DuckDBPyConnection:
