@@ -19,6 +19,9 @@ MATERIALIZATION_ID = "metaxy_materialization_id"
 WRITE_ID = "metaxy_write_id"
 STALE_FIELDS = "metaxy_stale_fields"
 STALE_REASONS = "metaxy_stale_reasons"
+# In a compute's returned rows: a non-null reason marks a deliberately skipped sample (a row
+# with only its ids and the reason); it is recorded, not written, until its inputs change.
+SKIP_REASON = "metaxy_skip_reason"
 
 
 @guarded_function

@@ -1,7 +1,8 @@
 """The versioning logic of every store, written once on the storage primitives of `_storage`.
 
 The work behind the public methods lives next door: `_resolve` (increments), `_rows`
-(stamping a write's rows) and `_system_tables` (settings, snapshots, batch manifests).
+(stamping a write's rows), `_system_tables` (settings, snapshots, batch manifests) and
+`_attempts` (failed attempts, quarantine and skips: its methods are inherited).
 Those modules read the store through the `StoreReads` protocol and never import it back.
 """
 
@@ -32,9 +33,9 @@ from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
 from metaxy_core.stores import _rows, _system_tables
 from metaxy_core.stores import _writes as W
+from metaxy_core.stores._attempts import AttemptLog
 from metaxy_core.stores._audit import AUDIT_TABLE, audit_records, audit_row, current_actor
 from metaxy_core.stores._resolve import resolve_increment
-from metaxy_core.stores._storage import Storage
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.versioning._engine import apply_filters
 from metaxy_core.versioning._hashing import HashSettings
@@ -42,7 +43,7 @@ from metaxy_core.versioning._hashing import HashSettings
 _log = logging.getLogger("metaxy")
 
 
-class MetadataStore(Storage):
+class MetadataStore(AttemptLog):
     """Append-only metadata for the features of one graph.
 
     Subclasses implement the storage primitives of `Storage` (`_exists`, `_scan`,

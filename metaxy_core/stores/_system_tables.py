@@ -5,6 +5,7 @@ its primitives, so every backend keeps them the same way.
 """
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import narwhals as nw
@@ -171,16 +172,23 @@ def latest_batches(
 
 
 def decode_ids(graph: FeatureGraph, batch: dict[str, Any]) -> pl.DataFrame:
-    """A manifest's sample ids, typed like the feature's id columns.
+    """A manifest's sample ids, typed like the feature's id columns."""
+    spec = graph.spec(batch["feature"])
+    return typed_ids(graph, spec.key, spec.id_columns, json.loads(batch["sample_ids"]))
+
+
+def typed_ids(
+    graph: FeatureGraph, feature: Any, columns: Sequence[str], records: list[dict[str, Any]]
+) -> pl.DataFrame:
+    """Id values decoded from JSON records, typed like the feature's columns.
 
     Dates, datetimes and decimals were kept as their `str()` text (JSON has no such types).
     """
-    definition = graph.definition(batch["feature"])
-    schema = {c: definition.columns[c] for c in definition.spec.id_columns}
+    declared = graph.definition(feature).columns
+    schema = {c: declared.get(c, pl.String()) for c in columns}
     as_text = {c for c, d in schema.items() if d.is_temporal() or d.is_decimal()}
     frame = pl.DataFrame(
-        json.loads(batch["sample_ids"]),
-        schema={c: pl.String() if c in as_text else d for c, d in schema.items()},
+        records, schema={c: pl.String() if c in as_text else d for c, d in schema.items()}
     )
     return frame.with_columns(_parsed(c, schema[c]) for c in as_text)
 

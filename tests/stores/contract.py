@@ -388,6 +388,36 @@ class StoreContract(EvolutionContract):
         with pytest.raises(mx.MetaxyError, match="nope"):
             store.read_batch("nope")
 
+    def test_attempt_records_count_quarantine_skip_and_release(self, store):
+        assert store.sample_attempts("crop").is_empty() and store.quarantined("crop").is_empty()
+        write_root(store, "video", inputs(3), path="v.mp4")
+        todo = store.resolve_update("crop").to_compute()
+        s0, s1, s2 = (todo.filter(pl.col("sample_id") == f"s000{i}") for i in range(3))
+        for _ in range(2):
+            store.record_attempts("crop", pl.concat([s0, s1]), status="failed", reason="boom")
+        store.record_attempts("crop", s2, status="skipped", reason="too short", batch_key="b1")
+        # a new provenance starts the count again
+        moved = s1.with_columns(pl.lit("other", pl.String).alias(C.PROVENANCE))
+        store.record_attempts("crop", moved, status="failed", reason="bang")
+        store.record_attempts("crop", s0, status="quarantined")
+        got = store.sample_attempts("crop").sort("sample_id")
+        assert got.select("sample_id", "attempts", "status", "reason").rows() == [
+            ("s0000", 2, "quarantined", "boom"),
+            ("s0001", 1, "failed", "bang"),
+            ("s0002", 0, "skipped", "too short"),
+        ]
+        assert got["batch_key"].to_list() == [None, None, "b1"]
+        assert got.schema["sample_id"] == pl.String and got.schema["attempts"] == pl.Int64
+        assert store.quarantined("crop")["sample_id"].to_list() == ["s0000"]
+        assert store.sample_attempts("video").is_empty()  # records are per feature
+        assert store.release_quarantine("crop", pl.DataFrame({"sample_id": ["s0001"]})) == 0
+        assert store.release_quarantine("crop") == 1
+        assert store.quarantined("crop").is_empty()
+        store.record_attempts("crop", s0, status="failed", reason="again")
+        assert store.sample_attempts("crop", status="failed")["attempts"].to_list() == [1, 1]
+        with pytest.raises(mx.MetaxyError, match="unknown status 'lost'"):
+            store.record_attempts("crop", s0, status="lost")
+
     def test_copy_to_and_from_memory_with_filters(self, store):
         materialize_video(store, inputs(6))
         target = mx.MemoryStore(graph(), hash_settings=store.hash_settings)
