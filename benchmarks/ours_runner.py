@@ -20,6 +20,7 @@ import contextlib
 import gc
 import itertools
 import json
+import os
 import re
 import shutil
 import statistics
@@ -161,7 +162,8 @@ def run_case(
     open_store = opener(kind, graph, mx.HashSettings(hash_name))
     roots, rewrite = load_roots(data_dir, graph_name, n)
     stale_ids = load_stale_ids(data_dir, graph_name, n) if phase == "stale" else set()
-    times = []
+    times, cpu_times = [], []
+    load1 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="metaxy-bench-") as tmp:
         template = Path(tmp) / (POSTGRES.fresh() if kind == "postgres" else "template")
         template.mkdir()
@@ -183,9 +185,10 @@ def run_case(
                 shutil.copytree(template, where)
                 store = open_store(where)
             gc.collect()
-            start = time.perf_counter()
+            start, cpu = time.perf_counter(), time.process_time()
             increment = store.resolve_update("leaf")
             times.append((time.perf_counter() - start) * 1000)
+            cpu_times.append((time.process_time() - cpu) * 1000)
             check(increment, phase, n, stale_ids)
             store.close()
             shutil.rmtree(where, ignore_errors=True)
@@ -202,6 +205,8 @@ def run_case(
         "n": n,
         "median_ms": round(statistics.median(times), 1),
         "rounds": [round(t, 1) for t in times],
+        "median_cpu_ms": round(statistics.median(cpu_times), 1),
+        "load1": round(load1, 2),
     }
 
 

@@ -18,6 +18,7 @@ from metaxy_core._filters import Filter
 from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
+from metaxy_core._one_pass_diff import diff_in_one_join
 from metaxy_core._spec import FeatureSpec
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning._engine import Engine, apply_filters
@@ -75,6 +76,10 @@ def resolve_increment(
     engine = store.engine
     if not store.has_feature(spec.key):
         return _first_increment(store, spec, _filtered(store, spec, expected, filters))
+    if not filters and spec.parent_key == spec.id_columns:
+        # The usual case: one join classifies every sample, and only the increment is collected.
+        new, stale, orphaned = diff_in_one_join(spec, expected, _current_rows(store, spec.key))
+        return Increment(spec.key, new, stale, orphaned)
     try:
         # new, stale and orphaned all read both sides: compute each side once.
         expected = engine.cache(expected)
