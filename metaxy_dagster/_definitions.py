@@ -10,6 +10,7 @@ from metaxy_dagster._assets import DEFAULT_GROUP, IO_MANAGER_KEY, ComputeFn, fea
 from metaxy_dagster._io_manager import MetaxyIOManager, SourceFn
 from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import batch_partitions
+from metaxy_dagster._payloads import payload_companions
 from metaxy_dagster._resources import MetaxyStore
 from metaxy_dagster._sensors import Mode, cleanup_sensor, increment_sensor
 from metaxy_dagster._sources import source_assets
@@ -32,6 +33,7 @@ def build_definitions(
     executor: dg.ExecutorDefinition | None = dg.in_process_executor,
     assets: Sequence[dg.AssetsDefinition] = (),
     exclude: Iterable[Any] = (),
+    payload_assets: Sequence[dg.AssetsDefinition] = (),
 ) -> dg.Definitions:
     """Assets, source assets, checks, both sensors, a job and resources for a feature graph.
 
@@ -54,11 +56,16 @@ def build_definitions(
         assets: hand-written feature assets (`feature_asset`); they join the job and the
             increment sensor exactly like generated ones.
         exclude: features this code location deliberately does not compute.
+        payload_assets: assets holding data kept beside a feature's metadata (arrays,
+            images), written by any IO manager: each depends on a feature asset and has the
+            feature assets' partitions (one batch partition, one payload write). They join
+            the job, and every run the sensor launches for a feature selects them too.
 
     Raises:
         SpecError: the store's settings contradict each other (see `MetaxyStore.check_config`),
-            a feature has neither a compute, a hand-written asset nor an exclusion
-            (naming them), a feature has two of them, an asset is not a feature asset of
+            a payload asset reads no feature or is partitioned otherwise, a feature has
+            neither a compute, a hand-written asset nor an exclusion (naming them), a feature
+            has two of them, an asset is not a feature asset of
             `graph`, or a hand-written asset's partitions do not fit `mode`.
 
     Returns:
@@ -77,7 +84,8 @@ def build_definitions(
     generated = feature_assets(
         graph, computes, sources=sources, partitions_def=partitions, group_name=group_name
     )
-    every_asset = [*generated, *hand_written.values()]
+    companions = payload_companions(graph, payload_assets, partitions)
+    every_asset = [*generated, *hand_written.values(), *payload_assets]
     features = [graph.spec(f).key for f in computes] + list(hand_written)
     job = dg.define_asset_job(
         JOB_NAME,
@@ -94,6 +102,7 @@ def build_definitions(
             mode=mode,
             partitions_def=partitions,
             default_status=status,
+            payloads=companions,
             **(sensor_options or {}),
         )
     ]

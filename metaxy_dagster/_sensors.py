@@ -12,6 +12,7 @@ from metaxy_dagster._changes import Changes, collect_changes, open_batches, reco
 from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import MAX_PARTITION_REQUESTS, batch_key, sample_partition_key
+from metaxy_dagster._payloads import with_companions
 from metaxy_dagster._resources import MetaxyStore
 
 Mode = Literal["batch", "none", "sample"]
@@ -232,6 +233,7 @@ def increment_sensor(
     name: str = "metaxy_increment_sensor",
     minimum_interval_seconds: int = 60,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
+    payloads: Mapping[Any, Sequence[dg.AssetKey]] | None = None,
 ) -> dg.SensorDefinition:
     """A sensor that finds changed samples and launches runs for them.
 
@@ -260,6 +262,8 @@ def increment_sensor(
         name: the sensor name, as for `dg.sensor`.
         minimum_interval_seconds: the least time between ticks, as for `dg.sensor`.
         default_status: running or stopped when first loaded, as for `dg.sensor`.
+        payloads: feature -> payload asset keys (see `build_definitions(payload_assets=)`)
+            that every run selecting the feature selects too.
 
     Raises:
         SpecError: an unknown mode, a limit below 1, or a partitioned mode without partitions.
@@ -283,6 +287,7 @@ def increment_sensor(
     )
     source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
     keys = [graph.spec(f).key for f in features] if features is not None else list(graph.keys)
+    companions = {graph.spec(f).key: list(k) for f, k in (payloads or {}).items()}
 
     @dg.sensor(
         name=name,
@@ -302,7 +307,8 @@ def increment_sensor(
         store = _open_for_tick(metaxy_store)
         if isinstance(store, dg.SkipReason):
             return store
-        return _evaluate(context, store, source_by_key, keys, partitions_def, mode, limits)
+        result = _evaluate(context, store, source_by_key, keys, partitions_def, mode, limits)
+        return with_companions(result, companions)
 
     return _sensor
 
