@@ -1,36 +1,44 @@
-"""Drive sensors like the daemon does: evaluate, apply partition requests, execute each run."""
+"""Drive sensors like the daemon does, through `metaxy_dagster.testing`.
+
+`tick` keeps one `SensorTester` per instance and sensor, so a sensor's cursor carries from
+tick to tick as under the daemon; it returns the tick as a `SkipReason` or `SensorResult`.
+"""
+
+import weakref
 
 import dagster as dg
+
+from metaxy_dagster.testing import SensorTester
+
+_testers: weakref.WeakKeyDictionary[dg.DagsterInstance, dict[str, SensorTester]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def tester(defs: dg.Definitions, name: str, instance: dg.DagsterInstance) -> SensorTester:
+    """The instance's tester of sensor `name`, reloaded with `defs` (its cursor kept)."""
+    by_name = _testers.setdefault(instance, {})
+    if name in by_name:
+        by_name[name].reload(defs)
+    else:
+        by_name[name] = SensorTester(defs, instance, sensor=name)
+    return by_name[name]
 
 
 def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
     """Evaluate sensor `name` with a real context and apply its partition requests."""
-    sensor = defs.resolve_sensor_def(name)
-    with dg.build_sensor_context(
-        instance=instance, resources=defs.resources, definitions=defs
-    ) as context:
-        result = sensor(context)
-    if isinstance(result, dg.SensorResult):
-        for request in result.dynamic_partitions_requests or []:
-            if isinstance(request, dg.AddDynamicPartitionsRequest):
-                instance.add_dynamic_partitions(
-                    request.partitions_def_name, list(request.partition_keys)
-                )
-            else:
-                for key in request.partition_keys:
-                    instance.delete_dynamic_partition(request.partitions_def_name, key)
-    return result
+    step = tester(defs, name, instance).tick()
+    if step.skipped and not step.partition_requests:
+        return dg.SkipReason(step.skip_reason)
+    return dg.SensorResult(
+        run_requests=list(step.run_requests),
+        dynamic_partitions_requests=list(step.partition_requests),
+    )
 
 
 def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterInstance):
     """Run one run request of the increment sensor in process."""
-    job = defs.resolve_job_def("metaxy_job")
-    return job.execute_in_process(
-        instance=instance,
-        partition_key=request.partition_key,
-        asset_selection=list(request.asset_selection or []),
-        tags=dict(request.tags),
-    )
+    return tester(defs, "metaxy_increment_sensor", instance).run(request)
 
 
 def requests(result) -> list[dg.RunRequest]:
