@@ -17,6 +17,7 @@ from metaxy_dagster._sources import source_assets
 
 STORE_KEY = "metaxy_store"
 JOB_NAME = "metaxy_job"
+OBSERVE_JOB_NAME = "metaxy_observe_sources"
 
 
 def build_definitions(
@@ -34,6 +35,7 @@ def build_definitions(
     assets: Sequence[dg.AssetsDefinition] = (),
     exclude: Iterable[Any] = (),
     payload_assets: Sequence[dg.AssetsDefinition] = (),
+    observe_interval_minutes: int | None = 5,
 ) -> dg.Definitions:
     """Assets, source assets, checks, both sensors, a job and resources for a feature graph.
 
@@ -60,22 +62,28 @@ def build_definitions(
             images), written by any IO manager: each depends on a feature asset and has the
             feature assets' partitions (one batch partition, one payload write). They join
             the job, and every run the sensor launches for a feature selects them too.
+        observe_interval_minutes: observe the source assets on a schedule this often (job
+            `metaxy_observe_sources`; the schedule runs when `sensors_running`); None: no
+            schedule. Each observation calls the sources once.
 
     Raises:
         SpecError: the store's settings contradict each other (see `MetaxyStore.check_config`),
             a payload asset reads no feature or is partitioned otherwise, a feature has
             neither a compute, a hand-written asset nor an exclusion (naming them), a feature
-            has two of them, an asset is not a feature asset of
-            `graph`, or a hand-written asset's partitions do not fit `mode`.
+            has two of them, an asset is not a feature asset of `graph`, a hand-written
+            asset's partitions do not fit `mode`, or `observe_interval_minutes` is not a
+            whole number of minutes dividing an hour or of hours dividing a day.
 
     Returns:
-        `dg.Definitions` with resources `metaxy_store` and `metaxy_io_manager` and job `metaxy_job`.
+        `dg.Definitions` with resources `metaxy_store` and `metaxy_io_manager`, job
+        `metaxy_job` and, with sources, the observation job and its schedule.
 
     Example:
         >>> defs = build_definitions(  # doctest: +SKIP
         ...     graph, {"video": video_fn}, {"video": list_videos})
     """
     _check_arguments(graph, computes, sources)
+    observe_cron = None if observe_interval_minutes is None else _every(observe_interval_minutes)
     resource = store or MetaxyStore(graph=graph)
     resource.check_config()
     partitions = None if mode == "none" else batch_partitions()
@@ -108,9 +116,12 @@ def build_definitions(
     ]
     if partitions is not None:
         sensors.append(cleanup_sensor(partitions, keep=keep_partitions, default_status=status))
+    observed = source_assets(graph, sources, group_name=group_name)
+    schedules = _observation_schedules(observed, observe_cron, status)
     return dg.Definitions(
-        assets=[*source_assets(graph, sources, group_name=group_name), *every_asset],
+        assets=[*observed, *every_asset],
         jobs=[job],
+        schedules=schedules,
         sensors=sensors,
         resources={STORE_KEY: resource, IO_MANAGER_KEY: MetaxyIOManager(store=resource)},
         executor=executor,
@@ -192,3 +203,38 @@ def _check_arguments(graph: Any, computes: Any, sources: Any) -> None:
         bad = [str(k) for k, fn in value.items() if not callable(fn)]
         if bad:
             raise mx.SpecError(f"build_definitions({name}=...): {bad} are not functions.")
+
+
+def _observation_schedules(
+    observed: Sequence[dg.AssetsDefinition], cron: str | None, status: dg.DefaultSensorStatus
+) -> list[dg.ScheduleDefinition]:
+    """A schedule of a job observing the sources, so the UI shows their current versions."""
+    if not observed or cron is None:
+        return []
+    observe = dg.define_asset_job(
+        OBSERVE_JOB_NAME,
+        selection=dg.AssetSelection.assets(*observed),
+        description="Observes the root features' sources (their data versions in the UI).",
+    )
+    return [
+        dg.ScheduleDefinition(
+            name=f"{OBSERVE_JOB_NAME}_schedule",
+            job=observe,
+            cron_schedule=cron,
+            default_status=dg.DefaultScheduleStatus(status.value),
+        )
+    ]
+
+
+def _every(minutes: Any) -> str:
+    """A cron schedule running every `minutes` minutes, on the clock (`*/5 * * * *`)."""
+    if isinstance(minutes, int) and not isinstance(minutes, bool):
+        if 1 <= minutes < 60 and 60 % minutes == 0:
+            return f"*/{minutes} * * * *"
+        if minutes % 60 == 0 and 24 % (minutes // 60) == 0:
+            return f"0 */{minutes // 60} * * *"
+    raise mx.SpecError(
+        f"observe_interval_minutes={minutes!r}: use a number of minutes dividing an hour "
+        "(1, 2, 3, 5, 10, 15, 20, 30) or of hours dividing a day (60, 120, 180, 240, 360, ...), "
+        "or None for no observation schedule."
+    )

@@ -117,8 +117,9 @@ def _live_versions(store: mx.MetadataStore, spec: mx.FeatureSpec) -> pl.DataFram
 class MetaxyIOManager(dg.ConfigurableIOManager):
     """Gives feature assets their increment and writes back only the rows they return.
 
-    Output metadata: `dagster/row_count` (live rows after the write), rows written,
-    new/stale/orphaned counts and a preview; the data version is content based.
+    Output metadata: `dagster/row_count` (live rows after the write), rows written (also as
+    `dagster/partition_row_count` in a partitioned run), new/stale/orphaned counts and a
+    preview; the data version is content based.
 
     Example:
         >>> io = MetaxyIOManager(store=MetaxyStore(graph=graph))  # doctest: +SKIP
@@ -208,7 +209,10 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             )
         written = self.store.write(obj.feature, obj.rows) if obj.rows.width else 0
         deleted = self.store.delete(obj.feature, obj.orphaned) if obj.orphaned.height else 0
-        context.add_output_metadata({"metaxy/rows_written": written, "metaxy/tombstones": deleted})
+        metadata = {"metaxy/rows_written": written, "metaxy/tombstones": deleted}
+        if context.has_asset_partitions:  # a batch partition's rows are those its run wrote
+            metadata["dagster/partition_row_count"] = written
+        context.add_output_metadata(metadata)
 
     def load_input(self, context: dg.InputContext) -> pl.DataFrame:
         """The live rows of an upstream feature (restricted to the run's batches if partitioned)."""

@@ -36,6 +36,7 @@ def test_first_run_writes_every_sample_with_the_run_id(graph, source, resources,
         assert meta(mats[key], "dagster/row_count") == 25
         assert meta(mats[key], "metaxy/new") == 25
         assert meta(mats[key], "metaxy/rows_written") == 25
+        assert "dagster/partition_row_count" not in mats[key].metadata  # not partitioned
         assert store.read(key)["metaxy_materialization_id"].unique().to_list() == [result.run_id]
     assert all(e.passed for e in result.get_asset_check_evaluations())
     assert len(result.get_asset_check_evaluations()) == 3 * len(ORDER)

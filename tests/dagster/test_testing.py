@@ -22,6 +22,9 @@ def test_a_step_batches_runs_and_counts_then_the_next_tick_skips(graph, store, i
     assert first.runs[0].dagster_run.tags["dagster/run_key"] == first.run_requests[0].run_key
     video_counts = {"new": 5, "stale": 0, "orphaned": 0, "rows_written": 5}
     assert first.feature_counts()["video"] == video_counts
+    (materialized,) = [m for m in first.materializations() if m.asset_key.path == ["video"]]
+    assert materialized.partition == first.added_partitions[0]
+    assert materialized.metadata["dagster/partition_row_count"].value == 5
     assert tester.step().skip_reason.startswith("No changed samples")
 
     source.frame = video.inputs(5).with_columns(audio=video.inputs(5)["audio"] + "-edited")
