@@ -1,8 +1,8 @@
 """The Dagster code location: `dagster dev -w workspace.yaml` (or `make dev`) loads `defs`.
 
-One asset per feature, an observable source for the images, checks, an increment sensor that
-is on from the start (so batches appear without clicks) and a DuckDB store under
-`$METAXY_DATA_DIR` (default `./.metaxy_data`).
+One asset per feature, an observable source for the images (observed every 5 minutes), checks,
+an increment sensor that is on from the start (so batches appear without clicks) and a DuckDB
+store under `$METAXY_DATA_DIR` (default `./.metaxy_data`).
 """
 
 from pathlib import Path
