@@ -40,3 +40,9 @@ def test_api_at_a_glance_prints_what_it_says():
 
 def test_evolving_features_prints_what_it_says():
     run_and_compare(python_block("Evolving features"))
+
+
+def test_reading_upstream_features_then_testing_a_code_location_print_what_they_say():
+    # The testing section continues the upstream section's example (its graph and compute).
+    code = python_block("Reading upstream features in a compute")
+    run_and_compare(code + python_block("Testing a code location"))
