@@ -31,11 +31,11 @@ from metaxy_core._graph import FeatureGraph
 from metaxy_core._guard import guard_public_methods, guarded, store_error
 from metaxy_core._increments import Increment
 from metaxy_core._keys import FeatureKey
-from metaxy_core.stores import _rows, _system_tables
+from metaxy_core.stores import _incremental, _rows, _system_tables
 from metaxy_core.stores import _writes as W
 from metaxy_core.stores._attempts import AttemptLog
 from metaxy_core.stores._audit import AUDIT_TABLE, audit_records, audit_row, current_actor
-from metaxy_core.stores._resolve import resolve_increment
+from metaxy_core.stores._incremental import ChangeDetection
 from metaxy_core.stores._system_tables import BATCHES_TABLE, SETTINGS_TABLE, SNAPSHOTS_TABLE
 from metaxy_core.versioning._engine import apply_filters
 from metaxy_core.versioning._hashing import HashSettings
@@ -43,7 +43,7 @@ from metaxy_core.versioning._hashing import HashSettings
 _log = logging.getLogger("metaxy")
 
 
-class MetadataStore(AttemptLog):
+class MetadataStore(AttemptLog, ChangeDetection):
     """Append-only metadata for the features of one graph.
 
     Subclasses implement the storage primitives of `Storage` (`_exists`, `_scan`,
@@ -276,9 +276,19 @@ class MetadataStore(AttemptLog):
     # -- increments --------------------------------------------------------------------------
 
     def resolve_update(
-        self, feature: Any, *, samples: Any = None, filters: Sequence[str] | str = ()
+        self,
+        feature: Any,
+        *,
+        samples: Any = None,
+        filters: Sequence[str] | str = (),
+        full: bool = False,
+        partial: bool = False,
     ) -> Increment:
         """Which samples of `feature` are new, stale (and why) or orphaned.
+
+        Non-root features resolve from their watermark: only samples touched by writes
+        since the last resolve (and those it left to do) are compared, unless there is no
+        usable watermark (see the README's "Change detection"); `resolved_by` says which.
 
         Args:
             feature: key, spec or class.
@@ -287,6 +297,9 @@ class MetadataStore(AttemptLog):
             filters: conditions in the filter language restricting which samples of the
                 feature are considered; they read the increment's columns (ids, carried
                 upstream columns).
+            full: compare every sample (the full diff), ignoring the watermark.
+            partial: for a root, `samples` lists only some samples (e.g. those a change
+                feed reported): the others are left as they are and none is orphaned.
 
         Returns:
             An `Increment`; empty with status `upstream_missing` if a required upstream was
@@ -295,7 +308,10 @@ class MetadataStore(AttemptLog):
         Raises:
             WriteValidationError: if a root is resolved without valid `samples`.
         """
-        increment = resolve_increment(self, feature, samples, parse_filters(filters))
+        parsed = parse_filters(filters)
+        increment = _incremental.resolve(
+            self._log_access(), feature, samples, parsed, full=full, partial=partial
+        )
         return dataclasses.replace(increment, source=self)  # for `Increment.upstream`
 
     # -- writes ------------------------------------------------------------------------------
@@ -388,6 +404,7 @@ class MetadataStore(AttemptLog):
                 .collect(backend="polars")
             )
             self._hard_delete(table, frame)
+            self._log_access().marks.forget(self.graph, [key])  # rows vanished from the log
             return len(present)
         with self._locked(table):  # markers copy the latest rows: none may land in between
             latest = self.latest(key)
@@ -535,6 +552,7 @@ class MetadataStore(AttemptLog):
                 rows = other._match_stored_types(key, rows)
                 other._record_settings()
                 other._append(key.table_name, rows)
+                other._log_access().marks.forget(other.graph, [key])  # older write ids came in
             copied[key.path] = rows.height
         return copied
 

@@ -182,6 +182,35 @@ class DeltaStore(MetadataStore):
             return nw.from_native(pl.scan_delta(delta))
         return super()._scan_latest(table, ids)
 
+    def _log_position(self, table: str) -> str | None:
+        # Delta versions order commits as they landed, whichever writer made them (write
+        # ids do not: a slow writer commits an older id after a newer one).
+        path = self._path(table)
+        delta = self._delta_table(path)
+        return "" if delta is None else str(delta.version())
+
+    def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
+        path = self._path(table)
+        delta = self._delta_table(path)
+        if delta is None:
+            return None
+        if not position:
+            return nw.from_native(pl.scan_delta(delta))
+        with self._failures_named("read the log of", path):
+            now = delta.file_uris()
+            seen = set(
+                DeltaTableAt(
+                    path, version=int(position), storage_options=self.storage_options
+                ).file_uris()
+            )
+        if not seen <= set(now):  # files removed since (compaction, hard delete): start over
+            return None
+        added = [f for f in now if f not in seen]
+        if not added:
+            return nw.from_native(pl.scan_delta(delta).head(0))
+        scans = [pl.scan_parquet(f, storage_options=self.storage_options) for f in added]
+        return nw.from_native(pl.concat(scans, how="diagonal_relaxed"))
+
     def _storable(self, path: str, rows: pl.DataFrame) -> pl.DataFrame:
         """Give all-null columns a type Delta can store: the table's, else String."""
         nulls = [c for c, dtype in rows.schema.items() if dtype == pl.Null]

@@ -62,6 +62,24 @@ class MemoryStore(MetadataStore):
             kept = current.join(rows.select(ids), on=ids, how="anti")
             self._current_view[table] = (ids, pl.concat([kept, rows], how="diagonal_relaxed"))
 
+    def _log_position(self, table: str) -> str | None:
+        # The log only grows at its end (a hard delete aside): a row count, checked by the
+        # write id of the last row counted, which a hard delete would move.
+        log = self._tables.get(table)
+        if log is None or log.is_empty():
+            return ""
+        return f"{log.height}:{log[C.WRITE_ID][-1]}"
+
+    def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
+        log = self._tables.get(table)
+        if not position:
+            return None if log is None else nw.from_native(log.lazy())
+        height, _, last = position.partition(":")
+        seen = int(height)
+        if log is None or log.height < seen or log[C.WRITE_ID][seen - 1] != last:
+            return None
+        return nw.from_native(log.slice(seen).lazy())
+
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
         self._tables[table] = self._tables[table].join(ids, on=ids.columns, how="anti")
         self._current_view.pop(table, None)

@@ -4,7 +4,7 @@ Written against `StoreReads` (a store's graph, engine, hash settings and latest 
 against a store class, so every backend resolves increments the same way.
 """
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import narwhals as nw
@@ -19,7 +19,7 @@ from metaxy_core._graph import FeatureGraph
 from metaxy_core._increments import Increment, diff, empty_increment, split_lists
 from metaxy_core._keys import FeatureKey
 from metaxy_core._one_pass_diff import diff_in_one_join
-from metaxy_core._spec import FeatureSpec
+from metaxy_core._spec import FeatureDep, FeatureSpec
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning._engine import Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
@@ -78,12 +78,12 @@ def resolve_increment(
         return _first_increment(store, spec, _filtered(store, spec, expected, filters))
     if not filters and spec.parent_key == spec.id_columns:
         # The usual case: one join classifies every sample, and only the increment is collected.
-        new, stale, orphaned = diff_in_one_join(spec, expected, _current_rows(store, spec.key))
+        new, stale, orphaned = diff_in_one_join(spec, expected, current_rows(store, spec.key))
         return Increment(spec.key, new, stale, orphaned)
     try:
         # new, stale and orphaned all read both sides: compute each side once.
         expected = engine.cache(expected)
-        current = _current_rows(store, spec.key)
+        current = current_rows(store, spec.key)
         if not store.stores_current_view:
             current = engine.cache(current)
         new, stale, orphaned = diff(spec, _filtered(store, spec, expected, filters), current)
@@ -110,14 +110,21 @@ def _first_increment(
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_FIELDS),
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_REASONS),
     )
-    ids = _current_rows(store, spec.key).select(*spec.id_columns)
+    ids = current_rows(store, spec.key).select(*spec.id_columns)
     return Increment(spec.key, new, stale, ids.collect(backend="polars").to_native())
 
 
-def expected_rows(store: StoreReads, key: FeatureKey, samples: Any) -> nw.LazyFrame[Any] | None:
+# Restricts an upstream's latest rows to some samples (an incremental resolve's candidates).
+Restriction = Callable[[FeatureDep, nw.LazyFrame[Any]], nw.LazyFrame[Any]]
+
+
+def expected_rows(
+    store: StoreReads, key: FeatureKey, samples: Any, *, only: Restriction | None = None
+) -> nw.LazyFrame[Any] | None:
     """The provenance every sample of `key` should have now (None: an upstream is missing).
 
-    Roots take it from the user's `samples`; other features from their upstreams' latest rows.
+    Roots take it from the user's `samples`; other features from their upstreams' latest
+    rows, restricted by `only` if given.
     """
     spec = store.graph.spec(key)
     if spec.is_root:
@@ -130,6 +137,8 @@ def expected_rows(store: StoreReads, key: FeatureKey, samples: Any) -> nw.LazyFr
             if not dep.optional:
                 return None
             frame = store.engine.lazy(_empty_system(store, dep.feature))
+        if only is not None:
+            frame = only(dep, frame)
         upstreams[dep.feature] = _with_every_field(store, dep.feature, frame)
     return expected_provenance(store.graph, key, upstreams, store.engine, store.hash_settings)
 
@@ -186,7 +195,7 @@ def _empty_system(store: StoreReads, key: FeatureKey) -> pl.DataFrame:
     return pl.DataFrame(schema=schema)
 
 
-def _current_rows(store: StoreReads, key: FeatureKey) -> nw.LazyFrame[Any]:
+def current_rows(store: StoreReads, key: FeatureKey) -> nw.LazyFrame[Any]:
     """The stored provenance and code versions per live sample (empty if never written)."""
     spec = store.graph.spec(key)
     frame = store.latest(key)

@@ -68,6 +68,24 @@ class Storage(ABC):
         """
         return self.engine.latest(self._scan(table), ids, C.WRITE_ID)
 
+    def _log_position(self, table: str) -> str | None:
+        """An opaque mark of how far `table`'s log reaches now ("" if it was never written).
+
+        None: this backend keeps no positions, and increments always take the full path.
+        Watermarks (`_watermarks`) keep these marks; `_scan_since` reads past them.
+        """
+        del table
+        return None
+
+    def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
+        """The rows appended to `table` after `position` (from `_log_position`), lazily.
+
+        None when the rows since cannot be told apart any more (rows removed or rewritten
+        since: a compaction, a hard delete): the caller then takes the full path.
+        """
+        del table, position
+        return None
+
     def _create_if_absent(self, table: str, rows: pl.DataFrame) -> bool:
         """Create `table` holding `rows` unless it exists; True if this call created it.
 

@@ -190,10 +190,10 @@ def typed_ids(
     frame = pl.DataFrame(
         records, schema={c: pl.String() if c in as_text else d for c, d in schema.items()}
     )
-    return frame.with_columns(_parsed(c, schema[c]) for c in as_text)
+    return frame.with_columns(parsed_text(c, schema[c]) for c in as_text)
 
 
-def _parsed(column: str, dtype: pl.DataType) -> pl.Expr:
+def parsed_text(column: str, dtype: pl.DataType) -> pl.Expr:
     text = pl.col(column)
     if isinstance(dtype, pl.Datetime):
         return text.str.to_datetime(time_unit=dtype.time_unit, time_zone=dtype.time_zone)
