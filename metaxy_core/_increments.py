@@ -49,11 +49,11 @@ class Increment:
     orphaned: pl.DataFrame
     status: IncrementStatus = IncrementStatus.OK
     missing_upstreams: tuple[FeatureKey, ...] = field(default=())
+    # The store that resolved it (for `upstream`); not part of the increment's value.
+    source: Any = field(default=None, compare=False, repr=False)
     # How it was found: "full" (the whole diff), "changes" (only samples touched since the
     # feature's watermark) or "watermark" (nothing written since: only what was pending).
     resolved_by: str = field(default="full", compare=False)
-    # The store that resolved it (for `upstream`); not part of the increment's value.
-    source: Any = field(default=None, compare=False, repr=False)
 
     def upstream(self, feature: Any, *, columns: Sequence[str] | None = None) -> pl.DataFrame:
         """The live rows of an upstream feature for the samples of this increment.
