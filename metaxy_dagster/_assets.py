@@ -16,6 +16,7 @@ from metaxy_dagster._metadata import (
     source_asset_key,
 )
 from metaxy_dagster._partitions import batch_partitions, partition_ids
+from metaxy_dagster._retries import record_failure
 
 ComputeFn = Callable[[dg.AssetExecutionContext, mx.Increment], Any]
 DEFAULT_GROUP = "metaxy"
@@ -145,8 +146,13 @@ def _feature_asset(
         run_source = _called_once(source)  # the increment and the checks see one listing
         increment = io.load_increment(context, key, source=run_source)
         context.log.info(increment.describe())
-        rows = compute(context, increment) if increment.to_compute().height else _NOTHING
-        yield io.output(increment, rows)
+        batch = ",".join(run_partition_keys(context)) or None
+        try:
+            rows = compute(context, increment) if increment.to_compute().height else _NOTHING
+        except Exception as exc:  # every sample of the increment counts a failed attempt
+            record_failure(io.store.open(), increment, exc, batch)
+            raise
+        yield io.output(increment, rows, batch_key=batch)
         store = io.store.open()
         ids = partition_ids(store, run_partition_keys(context))
         selected = context.selected_asset_check_keys

@@ -1,6 +1,6 @@
 """What changed since the last runs: changed sample ids and fields per feature; open batches."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 import dagster as dg
@@ -8,13 +8,17 @@ import polars as pl
 
 import metaxy_core as mx
 from metaxy_dagster._io_manager import SourceFn
+from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import MANUAL_KIND
+from metaxy_dagster._retries import Held, without
 
 BATCH_KINDS = ("batch", "sample", MANUAL_KIND)
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
 # Pending sample ids grouped by their key columns (batches can be keyed by different columns).
 PendingIds = dict[frozenset[str], pl.DataFrame]
+# The samples of an increment a tick leaves out (quarantined, waiting to retry, skipped).
+HoldFn = Callable[[mx.Increment], Held | None]
 
 
 @dataclass(frozen=True)
@@ -37,7 +41,8 @@ class Changes:
     (its increment key: the parent key for expansions); `anchor` is a feature whose id
     columns are those columns, recorded in the manifests. Features keyed by other columns
     (aggregations, expansion children) run without restricting their samples; `covered`
-    are the changed features whose samples are all in open batches already.
+    are the changed features whose samples are all in open batches already or held back
+    (`held`: quarantined, waiting to retry or skipped).
     """
 
     graph: mx.FeatureGraph
@@ -46,6 +51,11 @@ class Changes:
     anchor: mx.FeatureKey | None = None
     ids: pl.DataFrame = field(default_factory=pl.DataFrame)
     covered: frozenset[mx.FeatureKey] = frozenset()
+    held: tuple[Held, ...] = ()
+
+    def describe_held(self) -> str:
+        """What the tick left out and why, one feature per line ("" if nothing)."""
+        return "\n".join(h.describe() for h in self.held)
 
     @property
     def is_empty(self) -> bool:
@@ -73,7 +83,7 @@ class Changes:
 
     def _touches(self, key: mx.FeatureKey, change: FeatureChange, ids: pl.DataFrame | None) -> bool:
         if ids is None:
-            return True
+            return key not in self.covered
         if change.key_columns != set(ids.columns):
             return key not in self.covered
         return bool(change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height)
@@ -119,13 +129,18 @@ def collect_changes(
     features: Sequence[mx.FeatureKey],
     *,
     exclude: PendingIds | None,
+    hold: HoldFn | None = None,
 ) -> Changes:
-    """Resolve every feature (roots from their sources); batch what is not in `exclude`."""
+    """Resolve every feature (roots from their sources); batch what is not in `exclude`.
+
+    Samples `hold` returns for a feature's increment are left out of that feature's change.
+    """
     graph = store.graph
     changes: dict[mx.FeatureKey, FeatureChange] = {}
     anchor: mx.FeatureKey | None = None
     fresh: list[pl.DataFrame] = []
     covered: set[mx.FeatureKey] = set()
+    holds: list[Held] = []
     for key in graph.topological_order():
         spec = graph.spec(key)
         if key not in features or (spec.is_root and key not in sources):
@@ -133,7 +148,12 @@ def collect_changes(
         increment = store.resolve_update(key, samples=sources[key]() if spec.is_root else None)
         if increment.is_empty:
             continue
-        change = changes[key] = _feature_change(spec, increment)
+        change = _feature_change(spec, increment)
+        held = hold(increment) if hold is not None else None
+        if held is not None:
+            holds.append(held)
+            change = FeatureChange(without(change.ids, held.ids), change.fields)
+        changes[key] = change
         ids = _not_pending(change.ids, exclude)
         if not ids.height:
             covered.add(key)
@@ -144,7 +164,9 @@ def collect_changes(
         if change.key_columns == set(columns):
             fresh.append(ids.select(columns))
     batched = pl.concat(fresh, how="vertical_relaxed").unique() if fresh else pl.DataFrame()
-    return Changes(graph, tuple(features), changes, anchor, batched, frozenset(covered))
+    return Changes(
+        graph, tuple(features), changes, anchor, batched, frozenset(covered), tuple(holds)
+    )
 
 
 @dataclass(frozen=True)
@@ -196,7 +218,19 @@ def reconcile_batches(
         if not statuses:
             runless.append(row)
         elif dg.DagsterRunStatus.SUCCESS in statuses:
-            store.set_batch_status(key, "done")
+            store.set_batch_status(key, "partial" if _left_out(store, runs, key) else "done")
         elif statuses <= set(_FAILED):
             store.set_batch_status(key, "failed")
     return runless
+
+
+def _left_out(store: mx.MetadataStore, runs: Sequence[dg.DagsterRun], batch_key: str) -> bool:
+    """True if a run of the batch left some of its samples out (a failed attempt recorded)."""
+    graph = store.graph
+    assets = {a for run in runs for a in (run.asset_selection or ())}
+    features = [k for k in graph.keys if feature_asset_key(k) in assets]
+    for feature in features:
+        failed = store.sample_attempts(feature, status="failed")
+        if bool(failed["batch_key"].str.split(",").list.contains(batch_key).any()):
+            return True
+    return False

@@ -1,4 +1,4 @@
-"""Asset checks per feature: provenance recomputes, no sample live twice, nothing pending."""
+"""Asset checks per feature: provenance, unique ids, nothing pending, nothing quarantined."""
 
 from collections.abc import Iterator, Mapping
 from typing import Any
@@ -12,15 +12,17 @@ from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import partition_ids, restrict
 from metaxy_dagster._resources import MetaxyStore
+from metaxy_dagster._retries import current_quarantine, hold_in_run
 
 PROVENANCE_CHECK = "metaxy_provenance"
 UNIQUE_CHECK = "metaxy_unique_ids"
 PENDING_CHECK = "metaxy_nothing_pending"
+QUARANTINE_CHECK = "metaxy_quarantine"
 _SHOWN_IDS = 10
 
 
 def check_specs(feature: Any) -> list[dg.AssetCheckSpec]:
-    """The three check specs of a feature's asset."""
+    """The four check specs of a feature's asset."""
     asset = feature_asset_key(feature)
     return [
         dg.AssetCheckSpec(
@@ -30,7 +32,15 @@ def check_specs(feature: Any) -> list[dg.AssetCheckSpec]:
         ),
         dg.AssetCheckSpec(UNIQUE_CHECK, asset=asset, description="No sample id is live twice."),
         dg.AssetCheckSpec(
-            PENDING_CHECK, asset=asset, description="No new, stale or orphaned samples remain."
+            PENDING_CHECK,
+            asset=asset,
+            description="No new, stale or orphaned samples remain (quarantined and deliberately "
+            "skipped samples aside).",
+        ),
+        dg.AssetCheckSpec(
+            QUARANTINE_CHECK,
+            asset=asset,
+            description="No sample is quarantined after failing max_attempts times.",
         ),
     ]
 
@@ -100,25 +110,41 @@ def duplicate_live_ids(
 
 
 def pending_ids(
-    store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None, samples: Any = None
+    spec: mx.FeatureSpec, increment: mx.Increment, ids: pl.DataFrame | None
 ) -> pl.DataFrame:
     """Key columns of samples that are still new, stale or orphaned."""
-    spec = store.graph.spec(feature)
-    inc = store.resolve_update(spec.key, samples=samples)
-    parts = [restrict(f, ids).select(spec.parent_key) for f in (inc.new, inc.stale)]
-    orphaned = restrict(inc.orphaned, ids).select(spec.parent_key)
+    parts = [restrict(f, ids).select(spec.parent_key) for f in (increment.new, increment.stale)]
+    orphaned = restrict(increment.orphaned, ids).select(spec.parent_key)
     return (
         pl.concat([*parts, orphaned], how="vertical_relaxed").unique().sort(list(spec.parent_key))
     )
 
 
+def quarantined_ids(
+    store: mx.MetadataStore, spec: mx.FeatureSpec, increment: mx.Increment | None
+) -> pl.DataFrame:
+    """Quarantined samples (every batch's) with their attempts and last error.
+
+    With an increment, only those still quarantined for the provenance they have now.
+    """
+    key = list(spec.parent_key)
+    held = (
+        store.quarantined(spec.key) if increment is None else current_quarantine(store, increment)
+    )
+    return held.select(*key, "attempts", pl.col("reason").alias("last_error")).sort(key)
+
+
 def check_results(
     store: mx.MetadataStore, feature: Any, ids: pl.DataFrame | None, source: SourceFn | None
 ) -> Iterator[dg.AssetCheckResult]:
-    """Evaluate the three checks for the samples in `ids` (every sample when None)."""
+    """Evaluate the four checks for the samples in `ids` (every sample when None).
+
+    The quarantine check looks at every sample: quarantined ones are in no new batch.
+    """
     spec = store.graph.spec(feature)
     asset = feature_asset_key(spec.key)
     samples = source() if spec.is_root and source is not None else None
+    increment = None
     if spec.is_root and samples is None:  # nothing to recompute roots from
         for name in (PROVENANCE_CHECK, PENDING_CHECK):
             yield dg.AssetCheckResult(
@@ -132,10 +158,17 @@ def check_results(
         yield _result(
             PROVENANCE_CHECK, asset, mismatches, "with provenance differing from a recomputation"
         )
-        yield _result(
-            PENDING_CHECK, asset, pending_ids(store, spec.key, ids, samples), "still pending"
-        )
+        increment = store.resolve_update(spec.key, samples=samples)
+        pending = pending_ids(spec, hold_in_run(store, increment), ids)
+        yield _result(PENDING_CHECK, asset, pending, "still pending")
     yield _result(UNIQUE_CHECK, asset, duplicate_live_ids(store, spec.key, ids), "live twice")
+    quarantined = quarantined_ids(store, spec, increment)
+    yield _result(
+        QUARANTINE_CHECK,
+        asset,
+        quarantined,
+        "quarantined after repeated failures (release with store.release_quarantine)",
+    )
 
 
 def feature_checks(

@@ -13,6 +13,7 @@ from metaxy_core import columns as C
 from metaxy_dagster._metadata import content_version, preview
 from metaxy_dagster._partitions import partition_ids, restrict, write_manual_manifests
 from metaxy_dagster._resources import MetaxyStore
+from metaxy_dagster._retries import Outcome, hold_in_run, outcome, split_skips
 
 SourceFn = Callable[[], Any]
 _SHOWN_IDS = 10
@@ -25,6 +26,7 @@ class FeatureRows:
     feature: mx.FeatureKey
     rows: pl.DataFrame
     orphaned: pl.DataFrame
+    outcome: Outcome | None = None
 
 
 def run_partition_keys(
@@ -132,6 +134,8 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
     ) -> mx.Increment:
         """The feature's increment for this run, restricted to the run's batch manifests.
 
+        Samples quarantined or skipped for their current provenance are left out.
+
         Args:
             context: the asset's execution context (its partition keys name batches).
             feature: the feature key.
@@ -155,12 +159,16 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 f"Partition(s) {manual} had no batch manifest (added by hand): they now hold "
                 f"{store.batch_ids(manual[0]).height} sample(s) of {spec.key}'s increment."
             )
-        return _restricted(increment, partition_ids(store, keys))
+        return hold_in_run(store, _restricted(increment, partition_ids(store, keys)))
 
-    def output(self, increment: mx.Increment, rows: Any) -> dg.MaterializeResult:
+    def output(
+        self, increment: mx.Increment, rows: Any, *, batch_key: str | None = None
+    ) -> dg.MaterializeResult:
         """Validate the compute function's rows; the result carries them and a content data version.
 
         The rows' provenance columns are replaced by the increment's (joined on the parent key).
+        Rows with a non-null `metaxy_skip_reason` mark samples skipped on purpose: they are
+        recorded, not written. Samples without a row count a failed attempt (in `batch_key`).
 
         Raises:
             OutOfIncrementError: rows for samples that are not new or stale in `increment`.
@@ -168,7 +176,9 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
         """
         store = self.store.open()
         spec = store.graph.spec(increment.feature)
-        frame = _to_polars(rows, spec.key)
+        frame, skips = split_skips(spec, _to_polars(rows, spec.key))
+        if skips.height:
+            check_in_increment(spec, increment, skips)
         ids = list(spec.id_columns)
         if frame.is_empty():  # no rows (with or without columns): nothing to write
             frame = pl.DataFrame()
@@ -187,15 +197,17 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
                 )
         after = pl.concat([live, prepared], how="vertical_relaxed") if prepared.height else live
         counts = increment.counts()
+        attempts = outcome(store, increment, frame, skips, batch_key)
         metadata = {
             "dagster/row_count": after.height,
             "metaxy/new": counts["new"],
             "metaxy/stale": counts["stale"],
             "metaxy/orphaned": counts["orphaned"],
+            **attempts.metadata,
             "metaxy/preview": preview(frame),
         }
         return dg.MaterializeResult(
-            value=FeatureRows(spec.key, frame, increment.orphaned),
+            value=FeatureRows(spec.key, frame, increment.orphaned, attempts),
             data_version=dg.DataVersion(content_version(after, ids)),
             metadata=metadata,
         )
@@ -209,6 +221,8 @@ class MetaxyIOManager(dg.ConfigurableIOManager):
             )
         written = self.store.write(obj.feature, obj.rows) if obj.rows.width else 0
         deleted = self.store.delete(obj.feature, obj.orphaned) if obj.orphaned.height else 0
+        if obj.outcome is not None:  # after the write: a sample counts as written only then
+            obj.outcome.record(self.store.open())
         metadata = {"metaxy/rows_written": written, "metaxy/tombstones": deleted}
         if context.has_asset_partitions:  # a batch partition's rows are those its run wrote
             metadata["dagster/partition_row_count"] = written

@@ -1,6 +1,6 @@
 """Sensors: launch runs over change-set partitions, and clean up old finished partitions."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -8,15 +8,24 @@ import dagster as dg
 import polars as pl
 
 import metaxy_core as mx
-from metaxy_dagster._changes import Changes, collect_changes, open_batches, reconcile_batches
+from metaxy_dagster._changes import (
+    Changes,
+    HoldFn,
+    collect_changes,
+    open_batches,
+    reconcile_batches,
+)
 from metaxy_dagster._io_manager import SourceFn
 from metaxy_dagster._metadata import feature_asset_key
 from metaxy_dagster._partitions import MAX_PARTITION_REQUESTS, batch_key, sample_partition_key
 from metaxy_dagster._payloads import with_companions
 from metaxy_dagster._resources import MetaxyStore
+from metaxy_dagster._retries import Held, RetryPolicy, held_samples
 
 Mode = Literal["batch", "none", "sample"]
 MODE_TAG = "metaxy/mode"
+# Batch statuses whose runs are over: every sample written, some left out, the run failed.
+FINISHED = ("done", "partial", "failed")
 _ACTIVE = [
     dg.DagsterRunStatus.QUEUED,
     dg.DagsterRunStatus.NOT_STARTED,
@@ -161,13 +170,18 @@ def _evaluate(
     partitions_def: dg.DynamicPartitionsDefinition | None,
     mode: Mode,
     limits: _Limits,
+    policy: RetryPolicy,
 ) -> dg.SensorResult | dg.SkipReason:
+    def hold(increment: mx.Increment) -> Held | None:
+        return held_samples(store, increment, policy)
+
     if mode == "none":
-        return _evaluate_unpartitioned(context, store, sources, features)
+        return _evaluate_unpartitioned(context, store, sources, features, hold)
     assert partitions_def is not None and partitions_def.name is not None  # checked at definition
     runless = reconcile_batches(context.instance, store, partitions_def.name)
     pending = open_batches(store)
-    changes = collect_changes(store, sources, features, exclude=pending.ids)
+    changes = collect_changes(store, sources, features, exclude=pending.ids, hold=hold)
+    held = _log_held(context, changes)
     resent = _resend(store, changes, runless)
     room = min(limits.per_tick, limits.open - pending.count)
     if changes.is_empty or room <= 0:
@@ -179,7 +193,9 @@ def _evaluate(
                 "no feature has their increment key as id columns. Hint: use mode='none'."
             )
         if changes.is_empty:
-            return dg.SkipReason(f"No changed samples ({pending.count} batch(es) still open).")
+            return dg.SkipReason(
+                f"No changed samples to batch ({pending.count} batch(es) still open).{held}"
+            )
         return dg.SkipReason(
             f"{pending.count} open batches reached the limit of {limits.open}; "
             "waiting for runs to finish."
@@ -194,20 +210,31 @@ def _evaluate(
     return dg.SensorResult(run_requests=resent + requests, dynamic_partitions_requests=[add])
 
 
+def _log_held(context: dg.SensorEvaluationContext, changes: Changes) -> str:
+    """Log the samples the tick left out; the same text for a skip message ("" if none)."""
+    text = changes.describe_held()
+    if not text:
+        return ""
+    context.log.info(f"Samples left out of new batches:\n{text}")
+    return f" Left out:\n{text}"
+
+
 def _evaluate_unpartitioned(
     context: dg.SensorEvaluationContext,
     store: mx.MetadataStore,
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
+    hold: HoldFn,
 ) -> dg.SensorResult | dg.SkipReason:
     active = context.instance.get_runs(
         dg.RunsFilter(tags={MODE_TAG: "none"}, statuses=_ACTIVE), limit=1
     )
     if active:
         return dg.SkipReason(f"Run {active[0].run_id} is still in progress.")
-    changes = collect_changes(store, sources, features, exclude=None)
+    changes = collect_changes(store, sources, features, exclude=None, hold=hold)
+    held = _log_held(context, changes)
     if changes.is_empty:
-        return dg.SkipReason("No changed samples.")
+        return dg.SkipReason(f"No changed samples to compute.{held}")
     selection = [feature_asset_key(k) for k in changes.selection_for(None)]
     run_key = f"none-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     return dg.SensorResult(
@@ -230,6 +257,9 @@ def increment_sensor(
     max_open_batches: int = 100,
     max_sample_partitions: int = 1_000,
     max_active_runs: int | Literal["auto"] | None = "auto",
+    max_attempts: int = 3,
+    retry_backoff_seconds: float | None = None,
+    clock: Callable[[], datetime] | None = None,
     name: str = "metaxy_increment_sensor",
     minimum_interval_seconds: int = 60,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
@@ -245,6 +275,12 @@ def increment_sensor(
     batch whose run never started (its request was lost) has its request re-sent each tick
     with the same run key, which the daemon launches at most once.
 
+    A sample whose compute raised or returned no row counts a failed attempt; it is batched
+    again after a backoff that doubles with each failure, and after `max_attempts` failures
+    it is quarantined: left out of new batches (and named in the tick's message) until its
+    inputs or code version change or `store.release_quarantine` releases it. Samples the
+    compute skipped with a `metaxy_skip_reason` wait for their inputs to change.
+
     Args:
         graph: the feature graph.
         job: the asset job to launch (partitioned by `partitions_def` unless mode is `none`).
@@ -259,6 +295,10 @@ def increment_sensor(
         max_active_runs: launch nothing while this many runs of `job` are queued or
             running; `auto` (default) is 1 for an embedded DuckDB file (one writer at a
             time) and no limit otherwise; None is no limit.
+        max_attempts: failed attempts after which a sample is quarantined.
+        retry_backoff_seconds: the wait after a first failure, doubled after each further
+            one (default: `minimum_interval_seconds`).
+        clock: returns the current time (UTC) for the backoff; tests pass their own.
         name: the sensor name, as for `dg.sensor`.
         minimum_interval_seconds: the least time between ticks, as for `dg.sensor`.
         default_status: running or stopped when first loaded, as for `dg.sensor`.
@@ -266,7 +306,8 @@ def increment_sensor(
             that every run selecting the feature selects too.
 
     Raises:
-        SpecError: an unknown mode, a limit below 1, or a partitioned mode without partitions.
+        SpecError: an unknown mode, a limit below 1, a negative backoff, or a partitioned
+            mode without partitions.
 
     Example:
         >>> sensor = increment_sensor(  # doctest: +SKIP
@@ -285,6 +326,7 @@ def increment_sensor(
         max_open_batches=max_open_batches,
         max_sample_partitions=max_sample_partitions,
     )
+    policy = RetryPolicy.of(max_attempts, retry_backoff_seconds, minimum_interval_seconds, clock)
     source_by_key = {graph.spec(f).key: fn for f, fn in (sources or {}).items()}
     keys = [graph.spec(f).key for f in features] if features is not None else list(graph.keys)
     companions = {graph.spec(f).key: list(k) for f, k in (payloads or {}).items()}
@@ -307,7 +349,9 @@ def increment_sensor(
         store = _open_for_tick(metaxy_store)
         if isinstance(store, dg.SkipReason):
             return store
-        result = _evaluate(context, store, source_by_key, keys, partitions_def, mode, limits)
+        result = _evaluate(
+            context, store, source_by_key, keys, partitions_def, mode, limits, policy
+        )
         return with_companions(result, companions)
 
     return _sensor
@@ -351,9 +395,7 @@ def cleanup_sensor(
         if isinstance(store, dg.SkipReason):
             return store
         reconcile_batches(context.instance, store, partitions_name)
-        finished = set(
-            store.batches().filter(pl.col("status").is_in(["done", "failed"]))["batch_key"]
-        )
+        finished = set(store.batches().filter(pl.col("status").is_in(FINISHED))["batch_key"])
         existing = context.instance.get_dynamic_partitions(partitions_name)
         old = sorted(k for k in existing if k in finished)[
             : max(0, len(finished & set(existing)) - keep)

@@ -8,7 +8,8 @@ carries another provenance and the old record no longer holds it back.
 
 Statuses: `failed` (the compute raised or left the sample out), `quarantined` (too many
 failures; the scheduler decides), `skipped` (the compute said why it left the sample out),
-`released` (a quarantine lifted by hand: the count starts again).
+`released` (a quarantine lifted by hand: the count starts again), `succeeded` (written
+after failed attempts: the failures no longer stand).
 """
 
 import json
@@ -29,7 +30,7 @@ from metaxy_core.stores._storage import Storage
 from metaxy_core.stores._system_tables import UTC_US, typed_ids
 
 ATTEMPTS_TABLE = "metaxy_system__attempts"
-STATUSES = ("failed", "quarantined", "skipped", "released")
+STATUSES = ("failed", "quarantined", "skipped", "released", "succeeded")
 # Records that keep counting: a new failure of the same provenance adds one to them.
 _COUNTING = ("failed", "quarantined")
 RECORD_SCHEMA: dict[str, pl.DataType] = {
@@ -67,10 +68,12 @@ class AttemptLog(Storage):
         Args:
             feature: key, spec or class.
             samples: the feature's increment key columns (its id columns; the parent's for
-                an expansion) plus `metaxy_provenance`, as in its increment.
+                an expansion) plus `metaxy_provenance`, as in its increment; a `reason`
+                column, if any, gives each sample its own reason.
             status: `failed` counts one more attempt when the sample's last record is a
                 failure or quarantine of the same provenance (else starts at 1);
-                `quarantined` keeps the count; `skipped` and `released` reset it to 0.
+                `quarantined` keeps the count; `skipped`, `released` and `succeeded`
+                reset it to 0.
             reason: the error or skip reason (None keeps the last one).
             batch_key: the batch the attempt ran in.
 
@@ -150,6 +153,8 @@ class AttemptLog(Storage):
         spec = self.graph.spec(key)
         wanted = [*spec.parent_key, C.PROVENANCE]
         missing = [c for c in wanted if c not in frame.columns]
+        if "reason" in frame.columns:
+            wanted.append("reason")
         if missing:
             raise WriteValidationError(f"{what}: samples lack column(s) {missing}.")
         declared = self.graph.definition(key).columns
@@ -180,11 +185,16 @@ def _next_records(
     batch_key: str | None,
 ) -> pl.DataFrame:
     """The records to append: attempts counted on from the previous record where it applies."""
-    key = [c for c in samples.columns if c != C.PROVENANCE]
+    key = [c for c in samples.columns if c not in (C.PROVENANCE, "reason")]
     now: datetime = W.utc_now()
+    own = samples["reason"] if "reason" in samples.columns else None
     frame = pl.DataFrame(
-        {"sample": sample_text(samples, key), C.PROVENANCE: samples[C.PROVENANCE]},
-        schema={"sample": pl.String(), C.PROVENANCE: pl.String()},
+        {
+            "sample": sample_text(samples, key),
+            C.PROVENANCE: samples[C.PROVENANCE],
+            "own_reason": own,
+        },
+        schema={"sample": pl.String(), C.PROVENANCE: pl.String(), "own_reason": pl.String()},
     )
     last = previous.select(
         "sample",
@@ -209,7 +219,9 @@ def _next_records(
         C.PROVENANCE,
         attempts.cast(pl.Int64()).alias("attempts"),
         pl.lit(status, pl.String()).alias("status"),
-        pl.lit(text, pl.String()).fill_null(pl.col("last_reason")).alias("reason"),
+        pl.coalesce(pl.col("own_reason").str.slice(0, _REASON_CHARS), pl.lit(text, pl.String()))
+        .fill_null(pl.col("last_reason"))
+        .alias("reason"),
         pl.lit(batch_key, pl.String()).alias("batch_key"),
         pl.lit(now, UTC_US).alias("attempted_at"),
         pl.lit(W.new_write_id(), pl.String()).alias(C.WRITE_ID),

@@ -36,9 +36,17 @@ def tick(defs: dg.Definitions, name: str, instance: dg.DagsterInstance):
     )
 
 
-def execute(defs: dg.Definitions, request: dg.RunRequest, instance: dg.DagsterInstance):
+def execute(
+    defs: dg.Definitions,
+    request: dg.RunRequest,
+    instance: dg.DagsterInstance,
+    *,
+    raise_on_error: bool = True,
+):
     """Run one run request of the increment sensor in process."""
-    return tester(defs, "metaxy_increment_sensor", instance).run(request)
+    runner = tester(defs, "metaxy_increment_sensor", instance)
+    runner.raise_on_error = raise_on_error
+    return runner.run(request)
 
 
 def requests(result) -> list[dg.RunRequest]:

@@ -39,7 +39,7 @@ def test_first_run_writes_every_sample_with_the_run_id(graph, source, resources,
         assert "dagster/partition_row_count" not in mats[key].metadata  # not partitioned
         assert store.read(key)["metaxy_materialization_id"].unique().to_list() == [result.run_id]
     assert all(e.passed for e in result.get_asset_check_evaluations())
-    assert len(result.get_asset_check_evaluations()) == 3 * len(ORDER)
+    assert len(result.get_asset_check_evaluations()) == 4 * len(ORDER)
 
 
 def test_second_run_writes_nothing_and_keeps_data_versions(graph, source, resources, instance):
@@ -162,6 +162,7 @@ def test_definition_metadata_describes_columns_lineage_and_fields(graph):
         "metaxy_provenance",
         "metaxy_unique_ids",
         "metaxy_nothing_pending",
+        "metaxy_quarantine",
     }
 
 

@@ -395,7 +395,8 @@ class StoreContract(EvolutionContract):
         s0, s1, s2 = (todo.filter(pl.col("sample_id") == f"s000{i}") for i in range(3))
         for _ in range(2):
             store.record_attempts("crop", pl.concat([s0, s1]), status="failed", reason="boom")
-        store.record_attempts("crop", s2, status="skipped", reason="too short", batch_key="b1")
+        short = s2.with_columns(reason=pl.lit("too short"))  # a reason per sample
+        store.record_attempts("crop", short, status="skipped", reason="other", batch_key="b1")
         # a new provenance starts the count again
         moved = s1.with_columns(pl.lit("other", pl.String).alias(C.PROVENANCE))
         store.record_attempts("crop", moved, status="failed", reason="bang")
