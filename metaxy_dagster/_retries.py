@@ -7,6 +7,7 @@ Every hold applies to the provenance it was recorded with: a sample whose inputs
 version changed is computed again.
 """
 
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -154,14 +155,8 @@ def hold_in_run(store: mx.MetadataStore, increment: mx.Increment) -> mx.Incremen
     held = records.filter(pl.col("status").is_in(_HELD_STATUSES)).select(key)
     if held.is_empty():
         return increment
-    return mx.Increment(
-        increment.feature,
-        without(increment.new, held),
-        without(increment.stale, held),
-        increment.orphaned,
-        increment.status,
-        increment.missing_upstreams,
-        increment.source,
+    return dataclasses.replace(
+        increment, new=without(increment.new, held), stale=without(increment.stale, held)
     )
 
 
