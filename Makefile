@@ -48,5 +48,10 @@ docs: $(VENV)/.synced
 demo: $(VENV)/.synced
 	$(VENV)/bin/python -m example_project.demo
 
+# Benchmarks, not tests: quick (N = 10,000) from a fresh clone; BENCH_ARGS=--full adds 1M
+# (see BENCHMARKS.md). Creates the peer's venv under benchmarks/.peer-venv if PyPI is reachable.
+bench: $(VENV)/.synced
+	$(VENV)/bin/python benchmarks/bench.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(TOOLS) $(VENV) $(DAGSTER_HOME_DIR) $(DATA_DIR) site

@@ -5,19 +5,22 @@ an increment reads only id and version columns). Every write is one Delta commit
 leaves the whole write or none of it; concurrent writers are serialised by Delta's optimistic
 concurrency, and a conflicting commit is retried with backoff.
 
-History grows with every rewrite, and reading the latest rows costs a window over all of
-it. We chose an explicit `compact()` over a current-rows table kept beside the log: Delta has
-no transaction across two tables, so a second table would break "one write, one commit".
-`compact()` rewrites each feature table to its latest row per sample in one commit and, by
-default, moves the superseded rows to an archive table that `history()` still reads
-(`copy_to` copies the current table only). A commit that leaves one row per sample (the
-creating write, a compaction) says so in its metadata, and reads then skip the window.
+History grows with every rewrite, and reading the latest rows from the log costs a window
+over all of it. A current-rows checkpoint beside the log (`_delta_current`) keeps reads flat:
+reads take the checkpoint plus the log's tail, and writes rebuild it once the tail is long.
+The log stays the truth (Delta has no transaction across two tables, so the checkpoint is
+checked against the log on every read). `compact()` still rewrites each feature table to its
+latest row per sample in one commit and, by default, moves the superseded rows to an archive
+table that `history()` still reads (`copy_to` copies the current table only). A commit that
+leaves one row per sample (the creating write, a compaction) says so in its metadata, and
+reads then skip both the window and the checkpoint.
 
 A creating commit is never retried blindly (see `_delta_commits`), so writers racing to
 create a feature table keep every column. Errors of deltalake, pyarrow and polars (pyo3
 panics included) leave as `StoreError`s naming the feature and its table.
 """
 
+import logging
 from collections.abc import Generator, Iterable, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,9 +41,18 @@ from metaxy_core.stores._delta_commits import (
     holds_one_row_per_sample,
     retry_on_conflict,
 )
+from metaxy_core.stores._delta_current import (
+    CHECKPOINT_DIR,
+    needs_rebuild,
+    read_checkpoint,
+    scan_current,
+    write_checkpoint,
+)
 from metaxy_core.stores._delta_location import DeltaTableAt, canonical_location, is_local
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
+
+_log = logging.getLogger("metaxy")
 
 # Superseded rows moved aside by compact(keep_history=True) live under this directory.
 ARCHIVE_DIR = "metaxy_system__history"
@@ -121,6 +133,7 @@ class DeltaStore(MetadataStore):
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         self._append_path(self._path(table), rows)
+        self._refresh_current(table)
 
     def _append_path(self, path: str, rows: pl.DataFrame) -> None:
         one_write = C.WRITE_ID in rows.columns and rows.get_column(C.WRITE_ID).n_unique() == 1
@@ -178,9 +191,54 @@ class DeltaStore(MetadataStore):
         delta = self._delta_table(path)
         with self._failures_named("read the log of", path):
             one_row_per_sample = delta is not None and holds_one_row_per_sample(delta)
-        if delta is not None and one_row_per_sample:
+        if delta is None:
+            return super()._scan_latest(table, ids)
+        if one_row_per_sample:
             return nw.from_native(pl.scan_delta(delta))
-        return super()._scan_latest(table, ids)
+        with self._failures_named("read the current rows of", path):
+            return nw.from_native(self._current_of(delta, table, ids))
+
+    # -- the current-rows checkpoint (see `_delta_current`) -------------------------------------
+
+    def _checkpoint_path(self, table: str) -> str:
+        return f"{self.uri}/{CHECKPOINT_DIR}/{table}"
+
+    def _current_of(self, log: DeltaTable, table: str, ids: Sequence[str]) -> pl.LazyFrame:
+        """The latest row per sample of `log` as loaded: checkpoint and tail, else the window."""
+        checkpoint = read_checkpoint(self._delta_table(self._checkpoint_path(table)))
+        path = self._path(table)
+        current = scan_current(log, path, checkpoint, ids, self.storage_options)
+        if current is not None:
+            return current
+        latest = self.engine.latest(nw.from_native(pl.scan_delta(log)), ids, C.WRITE_ID)
+        return latest.to_native()
+
+    def _refresh_current(self, table: str) -> None:
+        """Rebuild a feature table's checkpoint when reads would pay for a long tail.
+
+        The log commit is done: a failure here is logged, never raised (reads stay right).
+        """
+        ids = next(
+            (list(self.graph.spec(k).id_columns) for k in self.graph.keys if k.table_name == table),
+            None,
+        )
+        if ids is None:
+            return
+        path = self._path(table)
+        try:
+            with self._failures_named("rebuild the current rows of", path):
+                log = self._delta_table(path)
+                if log is None or holds_one_row_per_sample(log):
+                    return
+                checkpoint = read_checkpoint(self._delta_table(self._checkpoint_path(table)))
+                if not needs_rebuild(log, path, checkpoint, self.storage_options):
+                    return
+                rows = self._current_of(log, table, ids).collect()
+                write_checkpoint(
+                    self._checkpoint_path(table), rows, log.version(), self.storage_options
+                )
+        except StoreError as exc:
+            _log.warning("Current rows of %s not rebuilt (reads stay correct): %s", table, exc)
 
     def _log_position(self, table: str) -> str | None:
         # Delta versions order commits as they landed, whichever writer made them (write
@@ -228,6 +286,7 @@ class DeltaStore(MetadataStore):
         for path in (self._path(table), self._archive_path(table)):
             if self._delta_table(path) is not None:
                 self._hard_delete_path(path, ids)
+        self._refresh_current(table)  # the log lost files: the checkpoint no longer stands
 
     def _hard_delete_path(self, path: str, ids: pl.DataFrame) -> None:
         # Only the target's column names reach the predicate, quoted; the source's id
