@@ -13,8 +13,10 @@ from metaxy_dagster._resources import MetaxyStore as MetaxyStore
 from metaxy_dagster._sensors import cleanup_sensor as cleanup_sensor
 from metaxy_dagster._sensors import increment_sensor as increment_sensor
 from metaxy_dagster._sources import source_assets as source_assets
+from metaxy_dagster._ticks import ChangeSource as ChangeSource
 
 __all__ = [
+    "ChangeSource",
     "MetaxyIOManager",
     "MetaxyStore",
     "accept_job",

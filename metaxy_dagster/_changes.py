@@ -52,6 +52,8 @@ class Changes:
     ids: pl.DataFrame = field(default_factory=pl.DataFrame)
     covered: frozenset[mx.FeatureKey] = frozenset()
     held: tuple[Held, ...] = ()
+    # Changed features some of whose samples wait: in an open batch, held back or quarantined.
+    waiting: frozenset[mx.FeatureKey] = frozenset()
 
     def describe_held(self) -> str:
         """What the tick left out and why, one feature per line ("" if nothing)."""
@@ -130,10 +132,12 @@ def collect_changes(
     *,
     exclude: PendingIds | None,
     hold: HoldFn | None = None,
+    resolve: Callable[[mx.MetadataStore, mx.FeatureKey], mx.Increment] | None = None,
 ) -> Changes:
     """Resolve every feature (roots from their sources); batch what is not in `exclude`.
 
     Samples `hold` returns for a feature's increment are left out of that feature's change.
+    `resolve` (default: `resolve_update`, roots listing their source) resolves one feature.
     """
     graph = store.graph
     changes: dict[mx.FeatureKey, FeatureChange] = {}
@@ -141,20 +145,27 @@ def collect_changes(
     fresh: list[pl.DataFrame] = []
     covered: set[mx.FeatureKey] = set()
     holds: list[Held] = []
+    waiting: set[mx.FeatureKey] = set()
     for key in graph.topological_order():
         spec = graph.spec(key)
         if key not in features or (spec.is_root and key not in sources):
             continue
-        increment = store.resolve_update(key, samples=sources[key]() if spec.is_root else None)
+        if resolve is not None:
+            increment = resolve(store, key)
+        else:
+            increment = store.resolve_update(key, samples=sources[key]() if spec.is_root else None)
         if increment.is_empty:
             continue
         change = _feature_change(spec, increment)
         held = hold(increment) if hold is not None else None
         if held is not None:
             holds.append(held)
+            waiting.add(key)
             change = FeatureChange(without(change.ids, held.ids), change.fields)
         changes[key] = change
         ids = _not_pending(change.ids, exclude)
+        if ids.height < change.ids.height:
+            waiting.add(key)
         if not ids.height:
             covered.add(key)
             continue
@@ -165,7 +176,14 @@ def collect_changes(
             fresh.append(ids.select(columns))
     batched = pl.concat(fresh, how="vertical_relaxed").unique() if fresh else pl.DataFrame()
     return Changes(
-        graph, tuple(features), changes, anchor, batched, frozenset(covered), tuple(holds)
+        graph,
+        tuple(features),
+        changes,
+        anchor,
+        batched,
+        frozenset(covered),
+        tuple(holds),
+        frozenset(waiting),
     )
 
 

@@ -21,6 +21,7 @@ from metaxy_dagster._partitions import MAX_PARTITION_REQUESTS, batch_key, sample
 from metaxy_dagster._payloads import with_companions
 from metaxy_dagster._resources import MetaxyStore
 from metaxy_dagster._retries import Held, RetryPolicy, held_samples
+from metaxy_dagster._ticks import Tick
 
 Mode = Literal["batch", "none", "sample"]
 MODE_TAG = "metaxy/mode"
@@ -171,16 +172,21 @@ def _evaluate(
     mode: Mode,
     limits: _Limits,
     policy: RetryPolicy,
+    tick: Tick,
 ) -> dg.SensorResult | dg.SkipReason:
     def hold(increment: mx.Increment) -> Held | None:
         return held_samples(store, increment, policy)
 
+    tick.reconcile(store)
     if mode == "none":
-        return _evaluate_unpartitioned(context, store, sources, features, hold)
+        return _evaluate_unpartitioned(context, store, sources, features, hold, tick)
     assert partitions_def is not None and partitions_def.name is not None  # checked at definition
     runless = reconcile_batches(context.instance, store, partitions_def.name)
     pending = open_batches(store)
-    changes = collect_changes(store, sources, features, exclude=pending.ids, hold=hold)
+    changes = collect_changes(
+        store, sources, features, exclude=pending.ids, hold=hold, resolve=tick.resolve
+    )
+    tick.finish(changes.waiting)
     held = _log_held(context, changes)
     resent = _resend(store, changes, runless)
     room = min(limits.per_tick, limits.open - pending.count)
@@ -225,13 +231,17 @@ def _evaluate_unpartitioned(
     sources: Mapping[mx.FeatureKey, SourceFn],
     features: Sequence[mx.FeatureKey],
     hold: HoldFn,
+    tick: Tick,
 ) -> dg.SensorResult | dg.SkipReason:
     active = context.instance.get_runs(
         dg.RunsFilter(tags={MODE_TAG: "none"}, statuses=_ACTIVE), limit=1
     )
     if active:
         return dg.SkipReason(f"Run {active[0].run_id} is still in progress.")
-    changes = collect_changes(store, sources, features, exclude=None, hold=hold)
+    changes = collect_changes(
+        store, sources, features, exclude=None, hold=hold, resolve=tick.resolve
+    )
+    tick.finish(changes.waiting)
     held = _log_held(context, changes)
     if changes.is_empty:
         return dg.SkipReason(f"No changed samples to compute.{held}")
@@ -264,6 +274,7 @@ def increment_sensor(
     minimum_interval_seconds: int = 60,
     default_status: dg.DefaultSensorStatus = dg.DefaultSensorStatus.STOPPED,
     payloads: Mapping[Any, Sequence[dg.AssetKey]] | None = None,
+    reconcile_every: int | None = 60,
 ) -> dg.SensorDefinition:
     """A sensor that finds changed samples and launches runs for them.
 
@@ -280,6 +291,10 @@ def increment_sensor(
     it is quarantined: left out of new batches (and named in the tick's message) until its
     inputs or code version change or `store.release_quarantine` releases it. Samples the
     compute skipped with a `metaxy_skip_reason` wait for their inputs to change.
+
+    A tick costs the change: features resolve from their watermarks, and roots whose
+    source is a `ChangeSource` from what it reported since the cursor the sensor keeps
+    (Dagster's sensor cursor). Each tick logs what it resolved, how and how long it took.
 
     Args:
         graph: the feature graph.
@@ -304,6 +319,9 @@ def increment_sensor(
         default_status: running or stopped when first loaded, as for `dg.sensor`.
         payloads: feature -> payload asset keys (see `build_definitions(payload_assets=)`)
             that every run selecting the feature selects too.
+        reconcile_every: every this many ticks (the first included), list every root
+            fully and run `store.reconcile()`, logging any disagreement of incremental
+            with full change detection as a warning; None: never.
 
     Raises:
         SpecError: an unknown mode, a limit below 1, a negative backoff, or a partitioned
@@ -320,6 +338,8 @@ def increment_sensor(
         raise mx.SpecError(f"Unknown sensor mode {mode!r}: use 'batch', 'none' or 'sample'.")
     if mode != "none" and (partitions_def is None or partitions_def.name is None):
         raise mx.SpecError(f"Mode {mode!r} needs partitions_def=batch_partitions().")
+    if reconcile_every is not None and reconcile_every < 1:
+        raise mx.SpecError(f"reconcile_every must be at least 1 (or None), got {reconcile_every}.")
     limits = _Limits(
         max_batch_size=max_batch_size,
         max_batches_per_tick=max_batches_per_tick,
@@ -349,8 +369,9 @@ def increment_sensor(
         store = _open_for_tick(metaxy_store)
         if isinstance(store, dg.SkipReason):
             return store
+        tick = Tick(context, source_by_key, reconcile_every=reconcile_every)
         result = _evaluate(
-            context, store, source_by_key, keys, partitions_def, mode, limits, policy
+            context, store, source_by_key, keys, partitions_def, mode, limits, policy, tick
         )
         return with_companions(result, companions)
 

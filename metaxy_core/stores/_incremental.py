@@ -308,6 +308,8 @@ def reconcile(log: LogAccess, features: Sequence[FeatureKey]) -> dict[str, str]:
 
 
 def _disagreement(spec: FeatureSpec, quick: Increment, whole: Increment) -> str:
+    if quick.status is not IncrementStatus.OK or whole.status is not IncrementStatus.OK:
+        return "" if quick.status == whole.status else f"status {quick.status} vs {whole.status}"
     key = list(spec.parent_key)
     parts: list[str] = []
     for name, columns in (
