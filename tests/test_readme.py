@@ -48,5 +48,11 @@ def test_reading_upstream_features_then_testing_a_code_location_print_what_they_
     run_and_compare(code + python_block("Testing a code location"))
 
 
+def test_failing_samples_prints_what_it_says():
+    # It continues the upstream section's example (its features and compute).
+    code = python_block("Reading upstream features in a compute")
+    run_and_compare(code + python_block("Failing samples: retries, quarantine, skips"))
+
+
 def test_change_detection_prints_what_it_says():
     run_and_compare(python_block("Change detection"))

@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from metaxy_core._errors import MetaxyError
-from metaxy_core.cli._commands import inspect, maintenance, snapshots
+from metaxy_core.cli._commands import inspect, maintenance, quarantine, snapshots
 from metaxy_core.cli._session import Session
 
 EXIT_BAD_INPUT = 2
@@ -62,6 +62,7 @@ for command in (snapshots.push, snapshots.history, snapshots.diff):
     app.command()(command)
 for command in (maintenance.accept, maintenance.delete, maintenance.compact, maintenance.copy):
     app.command()(command)
+app.add_typer(quarantine.app)
 
 
 def run(argv: Sequence[str] | None = None) -> int:

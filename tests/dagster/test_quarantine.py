@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import dagster as dg
 import polars as pl
+import pytest
 
 import metaxy_core as mx
 import metaxy_dagster as mxd
@@ -90,7 +91,7 @@ def test_a_failing_sample_is_retried_with_backoff_then_quarantined_until_its_cod
         "transcript": lambda context, increment: transcript_skipping(increment),
     }
     clock = Clock()
-    defs = definitions(graph, store, source, computes, clock, max_attempts=3)
+    defs = definitions(graph, store, source, computes, clock, max_attempts=2)
 
     # Attempt 1: s0003 gets no crop row, s0004 is skipped by the transcript on purpose.
     (first,) = requests(tick(defs, SENSOR, instance))
@@ -109,20 +110,18 @@ def test_a_failing_sample_is_retried_with_backoff_then_quarantined_until_its_cod
     assert "crop: 1 waiting to retry" in waiting.skip_message
     assert "transcript: 1 skipped" in waiting.skip_message
 
-    # Attempts 2 and 3, each after its (doubling) backoff, in a batch of s0003 alone.
-    for attempt, wait in ((2, BACKOFF), (3, 2 * BACKOFF)):
-        assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
-        clock.advance(wait)
-        (retry,) = requests(tick(defs, SENSOR, instance))
-        assert batched(store, retry) == ["s0003"]
-        run = execute(defs, retry, instance)
-        assert run.success and metadata(run, "crop")["metaxy/attempt"] == attempt
+    # Attempt 2 after the backoff, in a batch of s0003 alone.
+    clock.advance(BACKOFF)
+    (retry,) = requests(tick(defs, SENSOR, instance))
+    assert batched(store, retry) == ["s0003"]
+    run = execute(defs, retry, instance)
+    assert run.success and metadata(run, "crop")["metaxy/attempt"] == 2
+    assert metadata(run, "crop")["metaxy/retried"] == 1
 
     # Out of attempts: quarantined, named (with its last error) by the tick and the check.
-    clock.advance(4 * BACKOFF)
     quarantined = tick(defs, SENSOR, instance)
     assert isinstance(quarantined, dg.SkipReason)
-    named = "crop: 1 quarantined, e.g. [{'sample_id': 's0003', 'attempts': 3, 'reason': 'the comp"
+    named = "crop: 1 quarantined, e.g. [{'sample_id': 's0003', 'attempts': 2, 'reason': 'the comp"
     assert named in quarantined.skip_message
     assert store.quarantined("crop")["sample_id"].to_list() == ["s0003"]
     # New inputs for s0004 release its skip (and run crop for it: the check sees s0003).
@@ -141,7 +140,7 @@ def test_a_failing_sample_is_retried_with_backoff_then_quarantined_until_its_cod
     broken.clear()
     bumped = video.bump(graph, "crop", "frames", "2")
     store.graph = bumped
-    defs = definitions(bumped, store, source, computes, clock, max_attempts=3)
+    defs = definitions(bumped, store, source, computes, clock, max_attempts=2)
     (fixed,) = requests(tick(defs, SENSOR, instance))
     assert "s0003" in batched(store, fixed)
     run = execute(defs, fixed, instance)
@@ -186,3 +185,15 @@ def test_a_raising_compute_counts_its_whole_batch_and_only_the_limit_stops_it(
     monkeypatch.setattr(_retries, "ENFORCE_ATTEMPT_LIMIT", False)
     (again,) = requests(tick(defs, SENSOR, instance))
     assert batched(store, again) == ["s0000", "s0001"]
+
+
+def test_the_backoff_doubles_with_each_failure():
+    policy = _retries.RetryPolicy.of(3, 10, 60, None)
+    failed_at = datetime(2026, 1, 1, tzinfo=UTC)
+    records = pl.DataFrame({"attempts": [1, 2, 3], "attempted_at": [failed_at] * 3})
+    waits = records.select(policy.next_attempt() - pl.col("attempted_at"))
+    assert waits.to_series().dt.total_seconds().to_list() == [10, 20, 40]
+    default = _retries.RetryPolicy.of(3, None, 60, None)  # the sensor interval
+    assert default.backoff_seconds == 60
+    with pytest.raises(mx.SpecError, match="max_attempts"):
+        _retries.RetryPolicy.of(0, None, 60, None)
