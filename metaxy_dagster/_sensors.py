@@ -200,7 +200,7 @@ def _evaluate(
             )
         if changes.is_empty:
             return dg.SkipReason(
-                f"No changed samples ({pending.count} batch(es) still open).{held}"
+                f"No changed samples to batch ({pending.count} batch(es) still open).{held}"
             )
         return dg.SkipReason(
             f"{pending.count} open batches reached the limit of {limits.open}; "
@@ -244,7 +244,7 @@ def _evaluate_unpartitioned(
     tick.finish(changes.waiting)
     held = _log_held(context, changes)
     if changes.is_empty:
-        return dg.SkipReason(f"No changed samples.{held}")
+        return dg.SkipReason(f"No changed samples to compute.{held}")
     selection = [feature_asset_key(k) for k in changes.selection_for(None)]
     run_key = f"none-{datetime.now(UTC):%Y%m%dT%H%M%S%f}"
     return dg.SensorResult(
