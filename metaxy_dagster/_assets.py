@@ -149,10 +149,15 @@ def _feature_asset(
         batch = ",".join(run_partition_keys(context)) or None
         try:
             rows = compute(context, increment) if increment.to_compute().height else _NOTHING
-        except Exception as exc:  # every sample of the increment counts a failed attempt
-            record_failure(io.store.open(), increment, exc, batch)
+            result = io.output(increment, rows, batch_key=batch)
+        except Exception as exc:
+            # Every sample of the increment counts a failed attempt: for what the compute
+            # raised, or for rows the store refuses (they would be refused again). A store
+            # failure (a lock, I/O) is not the samples' doing and does not count.
+            if not isinstance(exc, mx.StoreError):
+                record_failure(io.store.open(), increment, exc, batch)
             raise
-        yield io.output(increment, rows, batch_key=batch)
+        yield result
         store = io.store.open()
         ids = partition_ids(store, run_partition_keys(context))
         selected = context.selected_asset_check_keys

@@ -159,18 +159,17 @@ def test_a_raising_compute_counts_its_whole_batch_and_only_the_limit_stops_it(
     computes = {
         **COMPUTES,
         "crop": crop_raising,
-        "transcript": lambda context, increment: pl.DataFrame(),  # never written, no rows
+        # rows the store refuses (text is a string): they count like a raising compute
+        "transcript": lambda context, increment: increment.to_compute().with_columns(text=1),
     }
     clock = Clock()
     defs = definitions(graph, store, Source(video.inputs(2)), computes, clock, max_attempts=1)
     (first,) = requests(tick(defs, SENSOR, instance))
     run = execute(defs, first, instance, raise_on_error=False)
     assert not run.success
-    # The empty first write of transcript succeeded and kept no rows (its samples are left out).
-    transcript = checks(run, "transcript")
-    assert transcript["metaxy_provenance"].passed and transcript["metaxy_unique_ids"].passed
-    assert metadata(run, "transcript")["metaxy/failed"] == 2
     assert not store.has_feature("transcript")
+    refused = store.sample_attempts("transcript")["reason"].to_list()
+    assert len(refused) == 2 and refused[0].startswith("WriteValidationError")
     attempts = store.sample_attempts("crop")
     assert attempts["reason"].to_list() == ["RuntimeError: decoder crashed"] * 2
 
@@ -179,7 +178,7 @@ def test_a_raising_compute_counts_its_whole_batch_and_only_the_limit_stops_it(
     assert store.batches()["status"].to_list() == ["failed"]
     assert isinstance(held, dg.SkipReason)
     assert "crop: 2 quarantined" in held.skip_message
-    assert "transcript: 2 quarantined" in held.skip_message  # no rows: left out, not skipped
+    assert "transcript: 2 quarantined" in held.skip_message
 
     # The protection off: the same samples get a new batch (and a failing run) every backoff.
     monkeypatch.setattr(_retries, "ENFORCE_ATTEMPT_LIMIT", False)
