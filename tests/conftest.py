@@ -8,6 +8,8 @@ ClickHouse: no server installs from the project's own files. Debian ships ClickH
 in-process engine Ibis cannot connect to. The ClickHouse tests are skipped with that
 reason unless METAXY_CLICKHOUSE_URL names a server to run them against (each test gets
 its own database on it).
+
+Also the Hypothesis profiles (below).
 """
 
 import itertools
@@ -19,6 +21,15 @@ import warnings
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import settings
+
+# Hypothesis profiles. `suite` (the default) keeps `make test` inside its time budget; each run
+# draws fresh examples, so the search still widens run after run. `thorough` searches ten
+# times deeper: METAXY_HYPOTHESIS=thorough make test. Tests that name max_examples themselves
+# (the small, slow-per-example ones) keep their number under both.
+settings.register_profile("suite", max_examples=40, deadline=None)
+settings.register_profile("thorough", max_examples=400, deadline=None)
+settings.load_profile(os.environ.get("METAXY_HYPOTHESIS", "suite"))
 
 CLICKHOUSE_SKIP = (
     "no ClickHouse server installs from PyPI or Debian here (Debian has 18.16 from 2018; "
@@ -39,10 +50,26 @@ def postgres_server() -> Iterator[str]:
         warnings.simplefilter("ignore")
         server = pgserver.get_server(data, cleanup_mode="stop")
     try:
+        _without_durability(server.get_uri())
         yield server.get_uri()
     finally:
         server.cleanup()
         shutil.rmtree(data, ignore_errors=True)
+
+
+def _without_durability(url: str) -> None:
+    """No flush to disk at commit or checkpoint: a throwaway server needs no crash safety.
+
+    Tests kill client processes, never the machine, so what they check holds; the commits
+    and the shutdown checkpoint stop waiting on the disk (the suite's PostgreSQL tests spent
+    most of their time there).
+    """
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as con:
+        for setting in ("fsync", "synchronous_commit", "full_page_writes"):
+            con.execute(f"ALTER SYSTEM SET {setting} = off")
+        con.execute("SELECT pg_reload_conf()")
 
 
 @pytest.fixture

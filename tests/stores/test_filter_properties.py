@@ -264,8 +264,7 @@ def conditions() -> st.SearchStrategy[str]:
 # -- the properties ----------------------------------------------------------------------------
 
 
-@settings(
-    max_examples=120,
+@settings(  # max_examples from the profile (tests/conftest.py): 40, or 400 when thorough
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
