@@ -1,5 +1,8 @@
 """metaxy_core: sample-level versioning of feature metadata (never imports dagster)."""
 
+from typing import TYPE_CHECKING as _TYPE_CHECKING
+from typing import Any as _Any
+
 from metaxy_core import _columns as columns
 from metaxy_core import _explain as explain
 from metaxy_core import _migrations as migrations
@@ -66,12 +69,6 @@ from metaxy_core._spec import (
     Lineage as Lineage,
 )
 from metaxy_core.stores import (
-    DeltaStore as DeltaStore,
-)
-from metaxy_core.stores import (
-    DuckDBStore as DuckDBStore,
-)
-from metaxy_core.stores import (
     MemoryStore as MemoryStore,
 )
 from metaxy_core.stores import (
@@ -79,9 +76,6 @@ from metaxy_core.stores import (
 )
 from metaxy_core.stores import (
     PreviewStore as PreviewStore,
-)
-from metaxy_core.stores import (
-    SQLStore as SQLStore,
 )
 from metaxy_core.versioning import (
     HashAlgorithm as HashAlgorithm,
@@ -101,6 +95,11 @@ from metaxy_core.versioning import (
 from metaxy_core.versioning import (
     project_version as project_version,
 )
+
+if _TYPE_CHECKING:  # loaded on first use (see metaxy_core.stores), typed as usual
+    from metaxy_core.stores import DeltaStore as DeltaStore
+    from metaxy_core.stores import DuckDBStore as DuckDBStore
+    from metaxy_core.stores import SQLStore as SQLStore
 
 __all__ = [
     "DeltaStore",
@@ -143,3 +142,14 @@ __all__ = [
     "project_version",
     "stamp_children",
 ]
+
+
+def __getattr__(name: str) -> _Any:
+    """The DuckDB, Delta and SQL stores, loaded with their engines on first use (PEP 562)."""
+    from metaxy_core import stores
+
+    if name not in stores.LAZY_STORES:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(stores, name)
+    globals()[name] = value
+    return value

@@ -13,6 +13,8 @@ def public_names(package: types.ModuleType) -> set[str]:
     A module re-exported under a public alias (`columns` -> `metaxy_core._columns`) is
     public surface; `metaxy_core.stores` bound because it was imported is not.
     """
+    for name in getattr(package, "__all__", ()):  # load the lazily loaded stores
+        getattr(package, name)
     names = set()
     for name, value in vars(package).items():
         if name.startswith("_"):
@@ -81,3 +83,19 @@ def test_exported_names_have_google_docstrings(package_name):
             if "Example" not in doc:
                 missing.append(f"{name}: no example")
     assert not missing, "\n".join(missing)
+
+
+def test_importing_the_core_loads_no_store_engine():
+    # Every `metaxy` command imports metaxy_core: the DuckDB, Delta and SQL stores (and
+    # duckdb, pyarrow, deltalake, ibis) load only when used.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, metaxy_core, metaxy_core.cli\n"
+        "print(sorted(m for m in ('duckdb', 'pyarrow', 'deltalake', 'ibis') if m in sys.modules))\n"
+        "metaxy_core.DuckDBStore\n"
+        "print('duckdb' in sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[]", "True"]

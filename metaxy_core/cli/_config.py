@@ -32,17 +32,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, cast
 
+from metaxy_core import stores  # DuckDB, Delta and SQL stores load when opened
 from metaxy_core._errors import ConfigError, StoreError
 from metaxy_core._graph import FeatureGraph
 from metaxy_core.cli._discovery import graph_from_entry_points, graph_from_target
-from metaxy_core.stores import (
-    DeltaStore,
-    DuckDBStore,
-    MemoryStore,
-    MetadataStore,
-    PreviewStore,
-    SQLStore,
-)
+from metaxy_core.stores import MemoryStore, MetadataStore, PreviewStore
 from metaxy_core.versioning import HashSettings
 
 OBJECT_STORE_SCHEMES = ("s3", "s3a", "gs", "gcs", "az", "abfs", "abfss", "azure", "file", "lakefs")
@@ -229,9 +223,9 @@ def open_one(cfg: StoreConfig, graph: FeatureGraph, *, read_only: bool) -> Metad
     if kind == "memory":
         return MemoryStore(graph, hash_settings=settings)
     if kind == "sql":
-        return SQLStore(location, graph, hash_settings=settings)
+        return stores.SQLStore(location, graph, hash_settings=settings)
     if kind == "duckdb":
-        return DuckDBStore(
+        return stores.DuckDBStore(
             location,
             graph,
             hash_settings=settings,
@@ -240,7 +234,9 @@ def open_one(cfg: StoreConfig, graph: FeatureGraph, *, read_only: bool) -> Metad
         )
     if read_only and "://" not in location and not Path(location).is_dir():
         raise StoreError(f"Store {cfg.name!r}: the Delta directory {location} does not exist.")
-    return DeltaStore(location, graph, hash_settings=settings, storage_options=cfg.options or None)
+    return stores.DeltaStore(
+        location, graph, hash_settings=settings, storage_options=cfg.options or None
+    )
 
 
 def load_config(
