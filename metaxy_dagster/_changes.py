@@ -54,6 +54,8 @@ class Changes:
     held: tuple[Held, ...] = ()
     # Changed features some of whose samples wait: in an open batch, held back or quarantined.
     waiting: frozenset[mx.FeatureKey] = frozenset()
+    # Changed features whose every changed sample is held back: no run needs them.
+    fully_held: frozenset[mx.FeatureKey] = frozenset()
 
     def describe_held(self) -> str:
         """What the tick left out and why, one feature per line ("" if nothing)."""
@@ -85,7 +87,7 @@ class Changes:
 
     def _touches(self, key: mx.FeatureKey, change: FeatureChange, ids: pl.DataFrame | None) -> bool:
         if ids is None:
-            return key not in self.covered
+            return key not in self.fully_held
         if change.key_columns != set(ids.columns):
             return key not in self.covered
         return bool(change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height)
@@ -146,6 +148,7 @@ def collect_changes(
     covered: set[mx.FeatureKey] = set()
     holds: list[Held] = []
     waiting: set[mx.FeatureKey] = set()
+    fully_held: set[mx.FeatureKey] = set()
     for key in graph.topological_order():
         spec = graph.spec(key)
         if key not in features or (spec.is_root and key not in sources):
@@ -161,7 +164,10 @@ def collect_changes(
         if held is not None:
             holds.append(held)
             waiting.add(key)
-            change = FeatureChange(without(change.ids, held.ids), change.fields)
+            kept = without(change.ids, held.ids)
+            if change.ids.height and not kept.height:
+                fully_held.add(key)
+            change = FeatureChange(kept, change.fields)
         changes[key] = change
         ids = _not_pending(change.ids, exclude)
         if ids.height < change.ids.height:
@@ -184,6 +190,7 @@ def collect_changes(
         frozenset(covered),
         tuple(holds),
         frozenset(waiting),
+        frozenset(fully_held),
     )
 
 
