@@ -91,7 +91,7 @@ class AttemptLog(Storage):
         return rows.height
 
     def sample_attempts(self, feature: Any, *, status: str | None = None) -> pl.DataFrame:
-        """The latest attempt record of each sample of `feature`, oldest first.
+        """The latest attempt record of each sample of `feature`, oldest first (then by id).
 
         Columns: the feature's increment key columns, `metaxy_provenance`, `attempts`,
         `status`, `reason`, `batch_key` and `attempted_at`.
@@ -167,7 +167,7 @@ class AttemptLog(Storage):
             return pl.DataFrame(schema=RECORD_SCHEMA)
         rows = self._scan(ATTEMPTS_TABLE).filter(nw.col("feature") == key.path)
         latest = self.engine.latest(rows, ["feature", "sample"], C.WRITE_ID)
-        frame = latest.sort(C.WRITE_ID).collect(backend="polars").to_native()
+        frame = latest.sort(C.WRITE_ID, "sample").collect(backend="polars").to_native()
         return frame.select(list(RECORD_SCHEMA)).cast(RECORD_SCHEMA)
 
 
