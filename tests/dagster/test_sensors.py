@@ -154,9 +154,9 @@ def test_none_mode_launches_one_unpartitioned_run(graph, store, source, instance
 def test_sample_mode_makes_one_partition_per_sample(graph, store, source, instance):
     settle(definitions(graph, store, source), instance)  # one batch run instead of 25 sample runs
     defs = definitions(graph, store, source, mode="sample")
-    source.frame = video.inputs(25, audio_suffix="-v2", changed=3)
+    source.frame = video.inputs(25, audio_suffix="-v2", changed=2)
     result = tick(defs, SENSOR, instance)
-    assert sorted(r.partition_key for r in requests(result)) == ["s0000", "s0001", "s0002"]
+    assert sorted(r.partition_key for r in requests(result)) == ["s0000", "s0001"]
     run_all(defs, result, instance)
     assert isinstance(tick(defs, SENSOR, instance), dg.SkipReason)
 
@@ -170,15 +170,16 @@ def test_sample_mode_over_the_cap_is_refused_naming_batch(graph, store, source, 
 
 
 def test_cleanup_keeps_the_configured_number_of_finished_partitions(graph, store, source, instance):
+    # Three batches (9 + 9 + 7 samples), one run each: the two oldest go, the newest stays.
     defs = definitions(
-        graph, store, source, keep_partitions=2, sensor_options={"max_batch_size": 5}
+        graph, store, source, keep_partitions=1, sensor_options={"max_batch_size": 9}
     )
     settle(defs, instance)
-    assert len(instance.get_dynamic_partitions("metaxy_batches")) == 5
+    assert len(instance.get_dynamic_partitions("metaxy_batches")) == 3
     tick(defs, "metaxy_cleanup_sensor", instance)
     assert (
         instance.get_dynamic_partitions("metaxy_batches")
-        == sorted(store.batches()["batch_key"])[-2:]
+        == sorted(store.batches()["batch_key"])[-1:]
     )
     assert store.read("transcript").height == 25
     assert isinstance(tick(defs, "metaxy_cleanup_sensor", instance), dg.SkipReason)
