@@ -13,6 +13,7 @@ samples, a backend without log positions) the full diff runs and records a fresh
 `reconcile` compares the two paths and reports any disagreement.
 """
 
+import dataclasses
 import logging
 from abc import abstractmethod
 from collections.abc import Callable, Iterable, Sequence
@@ -53,6 +54,28 @@ FORMER_GROUPS = True
 # Test seam: called after an increment's rows were read, before its mark is recorded (a
 # concurrent writer lands here).
 AFTER_READ: Callable[[], None] | None = None
+
+
+# An increment with nothing in it, per (graph fingerprint, feature, store class): a quiet
+# resolve returns it without building a query (frames of the right columns, no rows).
+_EMPTY: dict[tuple[str, FeatureKey, str], Increment] = {}
+
+
+def _remember_empty(fingerprint: str, store: Any, increment: Increment) -> Increment:
+    key = (fingerprint, increment.feature, type(store).__name__)
+    if key not in _EMPTY and increment.status is IncrementStatus.OK:
+        _EMPTY[key] = Increment(
+            increment.feature,
+            increment.new.clear(),
+            increment.stale.clear(),
+            increment.orphaned.clear(),
+        )
+    return increment
+
+
+def _empty(fingerprint: str, store: Any, feature: FeatureKey, by: str) -> Increment | None:
+    known = _EMPTY.get((fingerprint, feature, type(store).__name__))
+    return None if known is None else dataclasses.replace(known, resolved_by=by)
 
 
 @dataclass(frozen=True)
@@ -118,9 +141,15 @@ def resolve(
     """The increment of `feature` (see `MetadataStore.resolve_update`)."""
     graph = log.store.graph
     spec = graph.spec(feature)
+    fingerprint = watermarks.fingerprint(graph, log.store.hash_settings)
+    store = log.store
     if spec.is_root:
         if partial and log.store.has_feature(spec.key):
-            return _partial_root(log, spec, samples)
+            if not _has_rows(samples):
+                quiet = _empty(fingerprint, store, spec.key, "changes")
+                if quiet is not None:
+                    return quiet
+            return _remember_empty(fingerprint, store, _partial_root(log, spec, samples))
         return resolve_increment(log.store, spec.key, samples, filters)
     if partial:
         raise SpecError(f"partial= lists some samples of a root feature; {spec.key} is not one.")
@@ -130,13 +159,13 @@ def resolve(
     before = watermarks.positions(log.log_position, tables)
     if before is None:  # the backend keeps no log positions
         return resolve_increment(log.store, spec.key, None, filters)
-    fingerprint = watermarks.fingerprint(graph, log.store.hash_settings)
     mark = log.marks.read(graph, spec.key)
     increment = None
     if not full and mark is not None and _usable(mark, fingerprint, tables):
-        increment = _from_mark(log, spec, mark, before)
+        increment = _from_mark(log, spec, mark, before, fingerprint)
     if increment is None:
         increment = resolve_increment(log.store, spec.key, None, filters)
+    _remember_empty(fingerprint, store, increment)
     if increment.status is IncrementStatus.OK:
         if AFTER_READ is not None:
             AFTER_READ()
@@ -145,6 +174,14 @@ def resolve(
         pending = _keys_of(spec, increment)
         log.marks.record(spec.key, watermarks.Mark(fingerprint, seen, pending), previous=mark)
     return increment
+
+
+def _has_rows(samples: Any) -> bool:
+    """False for an empty frame of samples (a change source that reported nothing)."""
+    height = getattr(samples, "height", None)
+    if height is None:
+        height = getattr(samples, "shape", (1,))[0]
+    return bool(height)
 
 
 def _usable(mark: watermarks.Mark, fingerprint: str, tables: list[str]) -> bool:
@@ -156,7 +193,11 @@ def _usable(mark: watermarks.Mark, fingerprint: str, tables: list[str]) -> bool:
 
 
 def _from_mark(
-    log: LogAccess, spec: FeatureSpec, mark: watermarks.Mark, now: dict[str, str]
+    log: LogAccess,
+    spec: FeatureSpec,
+    mark: watermarks.Mark,
+    now: dict[str, str],
+    fingerprint: str,
 ) -> Increment | None:
     """The increment from the touched and pending samples (None: take the full path)."""
     touched: list[pl.DataFrame] = []
@@ -172,12 +213,16 @@ def _from_mark(
         touched.append(keys)
     assert mark.pending is not None
     frames = ([mark.pending] if RECHECK_PENDING else []) + touched
+    by = "changes" if touched else "watermark"
+    if not any(f.height for f in frames):  # nothing touched, nothing pending: a lookup
+        quiet = _empty(fingerprint, log.store, spec.key, by)
+        if quiet is not None:
+            return quiet
     candidates = pl.concat(
         [_typed(log, spec, f) for f in frames] or [_typed(log, spec, mark.pending.clear())],
         how="vertical",
     ).unique()
     increment = _compare(log, spec, candidates)
-    by = "changes" if touched else "watermark"
     return Increment(
         increment.feature, increment.new, increment.stale, increment.orphaned, resolved_by=by
     )
