@@ -23,6 +23,7 @@ from metaxy_core._spec import FeatureDep, FeatureSpec
 from metaxy_core.stores import _writes as W
 from metaxy_core.versioning._engine import Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings
+from metaxy_core.versioning._polars_engine import PolarsEngine
 from metaxy_core.versioning._provenance import (
     expected_provenance,
     input_column,
@@ -128,8 +129,12 @@ def expected_rows(
     """
     spec = store.graph.spec(key)
     if spec.is_root:
-        lazy = store.engine.lazy(_root_samples(store.graph.definition(key), samples))
-        return root_provenance(store.graph, key, lazy, store.engine, store.hash_settings)
+        # The samples are a polars frame already: hash them there (every engine hashes to
+        # the same bytes, polars fastest), then hand the rows to the store's engine.
+        polars = PolarsEngine()
+        lazy = polars.lazy(_root_samples(store.graph.definition(key), samples))
+        hashed = root_provenance(store.graph, key, lazy, polars, store.hash_settings)
+        return store.engine.lazy(hashed.collect(backend="polars").to_native())
     upstreams: dict[FeatureKey, nw.LazyFrame[Any]] = {}
     for dep in spec.deps:
         frame = store.latest(dep.feature)
