@@ -130,6 +130,11 @@ class SensorTester:
         run_config: Mapping[str, Any] | None = None,
         raise_on_error: bool = True,
     ) -> None:
+        if instance.is_ephemeral:
+            raise mx.MetaxyError(
+                "SensorTester needs an instance with storage, as sensors and the runs they "
+                "launch share it: use dg.instance_for_test(), not DagsterInstance.ephemeral()."
+            )
         self.instance = instance
         self.sensor_name = sensor
         self.run_config = dict(run_config or {})

@@ -25,12 +25,9 @@ def test_a_step_batches_runs_and_counts_then_the_next_tick_skips(graph, store, i
     (materialized,) = [m for m in first.materializations() if m.asset_key.path == ["video"]]
     assert materialized.partition == first.added_partitions[0]
     assert materialized.metadata["dagster/partition_row_count"].value == 5
-    assert tester.step().skip_reason.startswith("No changed samples")
-
-    source.frame = video.inputs(5).with_columns(audio=video.inputs(5)["audio"] + "-edited")
-    steps = tester.settle()
-    assert [s.skipped for s in steps] == [False, True]
-    assert steps[0].feature_counts()["transcript"]["stale"] == 5
+    (settled,) = tester.settle()  # nothing changed: the first step skips, and runs nothing
+    assert settled.skipped and settled.runs == ()
+    assert settled.skip_reason.startswith("No changed samples")
 
 
 def test_settle_refuses_a_sensor_that_never_stops(instance):
@@ -47,6 +44,12 @@ def test_settle_refuses_a_sensor_that_never_stops(instance):
     defs = dg.Definitions(assets=[thing], jobs=[job], sensors=[forever])
     with pytest.raises(mx.MetaxyError, match="still requested runs after 2 steps"):
         SensorTester(defs, instance, sensor="forever").settle(max_steps=2)
+
+
+def test_an_ephemeral_instance_is_refused_by_name():
+    defs = dg.Definitions(sensors=[dg.SensorDefinition("idle", evaluation_fn=lambda _: None)])
+    with pytest.raises(mx.MetaxyError, match="instance_for_test"):
+        SensorTester(defs, dg.DagsterInstance.ephemeral(), sensor="idle")
 
 
 def test_the_cursor_carries_from_tick_to_tick_and_across_a_reload(instance):
