@@ -1,7 +1,7 @@
 """What changed since the last runs: changed sample ids and fields per feature; open batches."""
 
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import dagster as dg
 import polars as pl
@@ -15,6 +15,9 @@ from metaxy_dagster._retries import Held, without
 BATCH_KINDS = ("batch", "sample", MANUAL_KIND)
 _FAILED = (dg.DagsterRunStatus.FAILURE, dg.DagsterRunStatus.CANCELED)
 
+# Features keyed otherwise than a batch run once, not in each of several batch runs (a
+# module-level switch so that a test can show what it protects).
+SOLO_OTHER_KEYS = True
 # Pending sample ids grouped by their key columns (batches can be keyed by different columns).
 PendingIds = dict[frozenset[str], pl.DataFrame]
 # The samples of an increment a tick leaves out (quarantined, waiting to retry, skipped).
@@ -42,7 +45,10 @@ class Changes:
     columns are those columns, recorded in the manifests. Features keyed by other columns
     (aggregations, expansion children) run without restricting their samples; `covered`
     are the changed features whose samples are all in open batches already or held back
-    (`held`: quarantined, waiting to retry or skipped).
+    (`held`: quarantined, waiting to retry or skipped), or that wait for open batches
+    feeding them. With `solo`, a batch's run leaves out the features keyed by other
+    columns: runs in parallel would each redo their whole increment, so they run once, in
+    a batch of their own, after the batches feeding them are done.
     """
 
     graph: mx.FeatureGraph
@@ -52,6 +58,7 @@ class Changes:
     ids: pl.DataFrame = field(default_factory=pl.DataFrame)
     covered: frozenset[mx.FeatureKey] = frozenset()
     held: tuple[Held, ...] = ()
+    solo: bool = False
     # Changed features some of whose samples wait: in an open batch, held back or quarantined.
     waiting: frozenset[mx.FeatureKey] = frozenset()
     # Changed features whose every changed sample is held back: no run needs them.
@@ -83,7 +90,13 @@ class Changes:
         for key, change in touched.items():
             for f in change.fields:
                 selected.update(k for k, _ in self.graph.field_downstream(key, f))
+        if self.solo and ids is not None:
+            selected = {k for k in selected if restrictable(self.graph, k, ids)}
         return [k for k in self.graph.topological_order() if k in selected and k in self.features]
+
+    def with_solo(self) -> "Changes":
+        """These changes, with features keyed otherwise left out of each batch's run."""
+        return replace(self, solo=SOLO_OTHER_KEYS)
 
     def _touches(self, key: mx.FeatureKey, change: FeatureChange, ids: pl.DataFrame | None) -> bool:
         if ids is None:
@@ -91,6 +104,36 @@ class Changes:
         if change.key_columns != set(ids.columns):
             return key not in self.covered
         return bool(change.ids.join(ids.cast(change.ids.schema), on=ids.columns, how="semi").height)
+
+
+def restrictable(graph: mx.FeatureGraph, key: mx.FeatureKey, ids: pl.DataFrame) -> bool:
+    """Whether a batch of `ids` restricts the feature's increment (it is keyed by their columns)."""
+    return set(graph.spec(key).parent_key) == set(ids.columns)
+
+
+def _ancestors(graph: mx.FeatureGraph, key: mx.FeatureKey) -> set[mx.FeatureKey]:
+    found: set[mx.FeatureKey] = set()
+    todo = [d.feature for d in graph.spec(key).deps]
+    while todo:
+        parent = todo.pop()
+        if parent not in found:
+            found.add(parent)
+            todo.extend(d.feature for d in graph.spec(parent).deps)
+    return found
+
+
+def _waits_for_upstream(
+    graph: mx.FeatureGraph, key: mx.FeatureKey, columns: frozenset[str], pending: PendingIds | None
+) -> bool:
+    """True while an open batch keyed by other columns may still change the feature's inputs.
+
+    An aggregation over samples that open batches are computing would otherwise get a batch
+    of its own now, and again after each of them.
+    """
+    others = {cols for cols, ids in (pending or {}).items() if cols != columns and ids.height}
+    return bool(others) and any(
+        frozenset(graph.spec(a).id_columns) in others for a in _ancestors(graph, key)
+    )
 
 
 def _feature_change(spec: mx.FeatureSpec, increment: mx.Increment) -> FeatureChange:
@@ -170,9 +213,10 @@ def collect_changes(
             change = FeatureChange(kept, change.fields)
         changes[key] = change
         ids = _not_pending(change.ids, exclude)
-        if ids.height < change.ids.height:
+        waits = SOLO_OTHER_KEYS and _waits_for_upstream(graph, key, change.key_columns, exclude)
+        if ids.height < change.ids.height or waits:
             waiting.add(key)
-        if not ids.height:
+        if not ids.height or waits:
             covered.add(key)
             continue
         if anchor is None:

@@ -188,9 +188,18 @@ def _evaluate(
     )
     tick.finish(changes.waiting)
     held = _log_held(context, changes)
-    resent = _resend(store, changes, runless)
     room = min(limits.per_tick, limits.open - pending.count)
-    if changes.is_empty or room <= 0:
+    chunks: list[tuple[str, pl.DataFrame]] = []
+    now = datetime.now(UTC)
+    if not changes.is_empty and room > 0:
+        if mode == "batch":
+            chunks = _batch_chunks(changes.ids, limits.batch_size, room, now)
+        else:
+            chunks = _sample_chunks(changes.ids, room, limits.sample_cap)
+    if pending.count + len(chunks) > 1:  # runs may overlap: features keyed otherwise run once
+        changes = changes.with_solo()
+    resent = _resend(store, changes, runless)
+    if not chunks:
         if resent:
             return dg.SensorResult(run_requests=resent)
         if changes.unbatchable:
@@ -206,11 +215,6 @@ def _evaluate(
             f"{pending.count} open batches reached the limit of {limits.open}; "
             "waiting for runs to finish."
         )
-    now = datetime.now(UTC)
-    if mode == "batch":
-        chunks = _batch_chunks(changes.ids, limits.batch_size, room, now)
-    else:
-        chunks = _sample_chunks(changes.ids, room, limits.sample_cap)
     requests = _requests_for_batches(store, changes, chunks, mode)
     add = partitions_def.build_add_request([key for key, _ in chunks])
     return dg.SensorResult(run_requests=resent + requests, dynamic_partitions_requests=[add])
