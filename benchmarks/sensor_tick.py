@@ -192,7 +192,10 @@ def child(argv: list[str]) -> dict[str, Any]:
     done = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
     if done.returncode:
         raise SystemExit(f"{argv[-1]} phase failed:\n{done.stderr[-3000:]}")
-    return json.loads(done.stdout.strip().splitlines()[-1])
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    # The ticks' own log (one line per feature: increment, how it was found, seconds).
+    lines = [ln for ln in done.stderr.splitlines() if ln.startswith(("video:", "leaf:"))]
+    return result | ({"tick_log": lines} if lines else {})
 
 
 def main() -> None:
