@@ -58,11 +58,12 @@ class Changes:
     ids: pl.DataFrame = field(default_factory=pl.DataFrame)
     covered: frozenset[mx.FeatureKey] = frozenset()
     held: tuple[Held, ...] = ()
-    solo: bool = False
     # Changed features some of whose samples wait: in an open batch, held back or quarantined.
     waiting: frozenset[mx.FeatureKey] = frozenset()
     # Changed features whose every changed sample is held back: no run needs them.
     fully_held: frozenset[mx.FeatureKey] = frozenset()
+    # Set by `with_solo` (keyword only: collect_changes builds Changes positionally).
+    solo: bool = field(default=False, kw_only=True)
 
     def describe_held(self) -> str:
         """What the tick left out and why, one feature per line ("" if nothing)."""
