@@ -173,27 +173,22 @@ class DuckDBStore(MetadataStore):
                 self._refresh_current(table, rows, ids)
 
     def _log_position(self, table: str) -> str | None:
-        # One process writes the file at a time and a table's writes are serialised, so
-        # write ids grow with the log; the row count catches what does not append new ids
-        # (a copy's older rows, a hard delete).
+        # One process writes the file at a time and rows are only appended to a log (a hard
+        # delete voids the watermarks that could read past it), so its row count is its
+        # position, and the rows appended since have row ids at or past it. count(*) reads
+        # the table's statistics: no scan.
         if not self._exists(table):
             return ""
-        count, last = self._exec(
-            f"SELECT count(*), max({quote(C.WRITE_ID)}) FROM main.{quote(table)}"
-        )[0]
-        return f"{count}:{last or ''}"
+        return str(self._exec(f"SELECT count(*) FROM main.{quote(table)}")[0][0])
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         if not position:
             return self._scan(table) if self._exists(table) else None
-        count, _, last = position.partition(":")
-        since = f"FROM main.{quote(table)} WHERE {quote(C.WRITE_ID)} > {_literal(last)}"
-        total, newer = self._exec(
-            f"SELECT (SELECT count(*) FROM main.{quote(table)}), count(*) {since}"
-        )[0]
-        if total != int(count) + int(str(newer)):  # rows removed, or appended under older write ids
+        if int(self._log_position(table) or 0) < int(position):  # rows removed since
             return None
-        return nw.from_native(self._con.sql(f"SELECT * {since}"))
+        # Row ids skip whole row groups: only the appended ones are read.
+        rows = f"SELECT * FROM main.{quote(table)} WHERE rowid >= {int(position)}"
+        return nw.from_native(self._con.sql(rows))
 
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
         with self._staged(ids), self._transaction():
