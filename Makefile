@@ -34,10 +34,16 @@ lint: $(VENV)/.synced
 typecheck: $(VENV)/.synced
 	$(VENV)/bin/pyright metaxy_core
 
+# `make dev` keeps the example's metadata in a DuckDB file (one run at a time);
+# `make dev METAXY_STORE=delta` uses a Delta store instead, with up to four batch runs at once
+# and each run's steps in parallel processes (the instance settings follow the store).
+METAXY_STORE ?= duckdb
+INSTANCE_SETTINGS := example_project/$(if $(filter delta,$(METAXY_STORE)),dagster_parallel.yaml,dagster.yaml)
+
 dev: $(VENV)/.synced
 	mkdir -p $(DAGSTER_HOME_DIR) $(DATA_DIR)
-	test -f $(DAGSTER_HOME_DIR)/dagster.yaml || cp example_project/dagster.yaml $(DAGSTER_HOME_DIR)/
-	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) \
+	cp $(INSTANCE_SETTINGS) $(DAGSTER_HOME_DIR)/dagster.yaml
+	DAGSTER_HOME=$(DAGSTER_HOME_DIR) METAXY_DATA_DIR=$(DATA_DIR) METAXY_STORE=$(METAXY_STORE) \
 		$(VENV)/bin/dagster dev -w workspace.yaml -p $(PORT)
 
 # The documentation site (MkDocs + mkdocstrings) into site/; `make test` builds it strictly too.
