@@ -12,7 +12,8 @@ Prints JSON lines:
                   with the 1-rewrite time (issue 11: within 1.3x without compact())
   phase stale:    (with --compact) then the root rewritten in full, 10% of audio
                   changed -> N/10 stale
-Only resolve_update and compact are timed; writes are setup. Fresh Delta directory per run.
+Only resolve_update(leaf, full=True) (the full diff: every sample read and compared, the
+watermark ignored) and compact are timed; writes are setup. Fresh Delta directory per run.
 """
 
 import argparse
@@ -52,14 +53,14 @@ def main() -> None:
     n, rounds = args.n, args.rounds
     with tempfile.TemporaryDirectory() as tmp, mx.DeltaStore(Path(tmp) / "delta", graph) as store:
         store.write("video", video_rows)
-        ms, inc = timed(lambda: store.resolve_update("leaf"), rounds)
+        ms, inc = timed(lambda: store.resolve_update("leaf", full=True), rounds)
         report(phase="new", n=n, median_ms=ms, counts=inc.counts())
         store.write("leaf", leaf_rows)
-        first, inc = timed(lambda: store.resolve_update("leaf"), rounds)
+        first, inc = timed(lambda: store.resolve_update("leaf", full=True), rounds)
         report(phase="history", rewrites=1, n=n, median_ms=first, counts=inc.counts())
         for _ in range(args.rewrites - 1):
             rewrite(store, video_rows, leaf_rows)
-        raw, inc = timed(lambda: store.resolve_update("leaf"), rounds)
+        raw, inc = timed(lambda: store.resolve_update("leaf", full=True), rounds)
         report(
             phase="history",
             rewrites=args.rewrites,
@@ -76,7 +77,7 @@ def main() -> None:
         removed = store.compact()
         compact_ms = round((time.perf_counter() - start) * 1000, 1)
         report(phase="compact", n=n, ms=compact_ms, removed=removed)
-        compacted, inc = timed(lambda: store.resolve_update("leaf"), rounds)
+        compacted, inc = timed(lambda: store.resolve_update("leaf", full=True), rounds)
         report(
             phase="history",
             rewrites=args.rewrites,
@@ -93,7 +94,7 @@ def main() -> None:
             compacted=round(compacted / first, 2),
         )
         store.write("video", stale_video)
-        ms, inc = timed(lambda: store.resolve_update("leaf"), rounds)
+        ms, inc = timed(lambda: store.resolve_update("leaf", full=True), rounds)
         report(phase="stale", n=n, rewrites=args.rewrites, median_ms=ms, counts=inc.counts())
 
 

@@ -162,7 +162,7 @@ def run_case(
     open_store = opener(kind, graph, mx.HashSettings(hash_name))
     roots, rewrite = load_roots(data_dir, graph_name, n)
     stale_ids = load_stale_ids(data_dir, graph_name, n) if phase == "stale" else set()
-    times, cpu_times = [], []
+    times, cpu_times, paths = [], [], set()
     load1 = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="metaxy-bench-") as tmp:
         template = Path(tmp) / (POSTGRES.fresh() if kind == "postgres" else "template")
@@ -190,6 +190,7 @@ def run_case(
             times.append((time.perf_counter() - start) * 1000)
             cpu_times.append((time.process_time() - cpu) * 1000)
             check(increment, phase, n, stale_ids)
+            paths.add(increment.resolved_by)
             store.close()
             shutil.rmtree(where, ignore_errors=True)
             if kind == "postgres":
@@ -207,6 +208,7 @@ def run_case(
         "rounds": [round(t, 1) for t in times],
         "median_cpu_ms": round(statistics.median(cpu_times), 1),
         "load1": round(load1, 2),
+        "resolved_by": sorted(paths),
     }
 
 
