@@ -43,6 +43,7 @@ from metaxy_core.stores._delta_commits import (
 )
 from metaxy_core.stores._delta_current import (
     CHECKPOINT_DIR,
+    files_added_since,
     needs_rebuild,
     read_checkpoint,
     scan_current,
@@ -255,15 +256,9 @@ class DeltaStore(MetadataStore):
         if not position:
             return nw.from_native(pl.scan_delta(delta))
         with self._failures_named("read the log of", path):
-            now = delta.file_uris()
-            seen = set(
-                DeltaTableAt(
-                    path, version=int(position), storage_options=self.storage_options
-                ).file_uris()
-            )
-        if not seen <= set(now):  # files removed since (compaction, hard delete): start over
+            added = files_added_since(delta, path, int(position), self.storage_options)
+        if added is None:  # files removed since (compaction, hard delete): start over
             return None
-        added = [f for f in now if f not in seen]
         if not added:
             return nw.from_native(pl.scan_delta(delta).head(0))
         scans = [pl.scan_parquet(f, storage_options=self.storage_options) for f in added]

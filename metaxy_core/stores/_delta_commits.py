@@ -15,7 +15,7 @@ metadata (`commit_properties(vouch=...)`), and reads then skip the latest-row wi
 import random
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import polars as pl
 from deltalake import CommitProperties, DeltaTable
@@ -48,20 +48,28 @@ def commit_properties(*, creates: bool, vouch: int | None) -> CommitProperties:
     )
 
 
+def latest_commit(delta: DeltaTable) -> dict[str, Any] | None:
+    """The table's newest commit info, None if history does not show the current version.
+
+    history(1) may return more than one entry on a refreshed table: the newest is picked. It
+    is empty for a table whose local path holds '#' or '?' (deltalake 1.x).
+    """
+    commits = delta.history(1)
+    if not commits:
+        return None
+    last = max(commits, key=lambda commit: commit.get("version", -1))
+    return last if last.get("version") == delta.version() else None
+
+
 def holds_one_row_per_sample(delta: DeltaTable) -> bool:
     """True if the latest commit vouched for one row per sample and the row count agrees.
 
     A commit that vouched wrongly after losing a race (an append that found the table
     created meanwhile, a compaction next to a concurrent append) is caught by the count.
     """
-    # history(1) may return more than one entry on a refreshed table: pick the newest. It is
-    # empty for a table whose local path holds '#' or '?' (deltalake 1.x): no shortcut then.
-    commits = delta.history(1)
-    if not commits:
-        return False
-    last = max(commits, key=lambda commit: commit.get("version", -1))
-    vouched = last.get(ONE_ROW_PER_SAMPLE)
-    if vouched is None or last.get("version") != delta.version():
+    last = latest_commit(delta)
+    vouched = last.get(ONE_ROW_PER_SAMPLE) if last is not None else None
+    if vouched is None:
         return False
     counts = pl.DataFrame(delta.get_add_actions(flatten=True)).get_column("num_records")
     return counts.null_count() == 0 and str(counts.sum()) == vouched

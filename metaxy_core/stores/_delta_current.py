@@ -27,6 +27,7 @@ import polars as pl
 from deltalake import CommitProperties, DeltaTable, write_deltalake
 
 from metaxy_core import _columns as C
+from metaxy_core.stores._delta_commits import latest_commit
 from metaxy_core.stores._delta_location import DeltaTableAt
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
@@ -57,12 +58,9 @@ def read_checkpoint(table: DeltaTable | None) -> Checkpoint | None:
     """The checkpoint in `table` (None if absent or not written by a rebuild)."""
     if table is None:
         return None
-    commits = table.history(1)
-    if not commits:
-        return None
-    last = max(commits, key=lambda commit: commit.get("version", -1))
-    version = last.get(LOG_VERSION)
-    if version is None or last.get("version") != table.version():
+    last = latest_commit(table)
+    version = last.get(LOG_VERSION) if last is not None else None
+    if version is None:
         return None
     return Checkpoint(table, int(version))
 
@@ -75,14 +73,24 @@ def tail_files(
     None if the checkpoint cannot stand for the log: a version the log does not have yet
     (a recreated table), or a file the log has since removed.
     """
+    return files_added_since(log, path, checkpoint.log_version, storage_options)
+
+
+def files_added_since(
+    log: DeltaTable, path: str, version: int, storage_options: Mapping[str, str] | None
+) -> list[str] | None:
+    """The data files `log` gained after `version`, oldest first.
+
+    None if `version` cannot stand for the log: one it does not have (a recreated table), or
+    a file the log has since removed (compaction, hard delete).
+    """
     now = log.version()
-    if checkpoint.log_version > now:
+    if version > now:
         return None
-    if checkpoint.log_version == now:
+    if version == now:
         return []
     options = dict(storage_options) if storage_options else None
-    then = DeltaTableAt(path, version=checkpoint.log_version, storage_options=options)
-    had = set(then.file_uris())
+    had = set(DeltaTableAt(path, version=version, storage_options=options).file_uris())
     files = log.file_uris()
     if not had <= set(files):
         return None

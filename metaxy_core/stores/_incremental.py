@@ -35,6 +35,7 @@ from metaxy_core._spec import FeatureDep, FeatureSpec
 from metaxy_core.stores import _watermarks as watermarks
 from metaxy_core.stores._resolve import (
     StoreReads,
+    collect_increment,
     current_rows,
     expected_rows,
     resolve_increment,
@@ -283,13 +284,7 @@ def _compare(log: LogAccess, spec: FeatureSpec, candidates: pl.DataFrame) -> Inc
     try:
         expected = engine.cache(expected)
         current = engine.cache(current)
-        new, stale, orphaned = diff(spec, expected, current)
-        return Increment(
-            spec.key,
-            new.collect(backend="polars").to_native(),
-            split_lists(stale.collect(backend="polars").to_native()),
-            orphaned.collect(backend="polars").to_native(),
-        )
+        return collect_increment(spec.key, *diff(spec, expected, current))
     finally:
         engine.release()
 

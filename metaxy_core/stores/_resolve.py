@@ -92,14 +92,24 @@ def resolve_increment(
             _, _, orphaned = diff(spec, expected, current)
             on_ids = [f for f in filters if set(f.columns) <= set(spec.id_columns)]
             orphaned = apply_filters(engine, orphaned, on_ids, where=f"orphans of {spec.key}")
-        return Increment(
-            spec.key,
-            new.collect(backend="polars").to_native(),
-            split_lists(stale.collect(backend="polars").to_native()),
-            orphaned.collect(backend="polars").to_native(),
-        )
+        return collect_increment(spec.key, new, stale, orphaned)
     finally:
         engine.release()
+
+
+def collect_increment(
+    key: FeatureKey,
+    new: nw.LazyFrame[Any],
+    stale: nw.LazyFrame[Any],
+    orphaned: nw.LazyFrame[Any],
+) -> Increment:
+    """The three sides of a diff collected into polars (stale's member lists split)."""
+    return Increment(
+        key,
+        new.collect(backend="polars").to_native(),
+        split_lists(stale.collect(backend="polars").to_native()),
+        orphaned.collect(backend="polars").to_native(),
+    )
 
 
 def _first_increment(
