@@ -16,7 +16,7 @@ import json
 from abc import abstractmethod
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import narwhals as nw
 import polars as pl
@@ -120,7 +120,8 @@ class AttemptLog(Storage):
 
         Args:
             feature: key, spec or class.
-            ids: a frame with the feature's increment key columns naming the samples.
+            ids: a frame with the feature's increment key columns naming the samples, or
+                a list of ids where that key is one column.
 
         Returns:
             How many samples were released.
@@ -128,8 +129,11 @@ class AttemptLog(Storage):
         spec = self.graph.spec(feature)
         held = self.quarantined(spec.key)
         if ids is not None:
-            chosen = W.to_polars(ids, what=f"release_quarantine of {spec.key}")
             key = list(spec.parent_key)
+            if isinstance(ids, list | tuple | pl.Series) and len(key) == 1:
+                bare: list[Any] = list(cast(Sequence[Any], ids))
+                ids = pl.DataFrame({key[0]: bare})  # bare ids of a one-column key
+            chosen = W.to_polars(ids, what=f"release_quarantine of {spec.key}")
             missing = [c for c in key if c not in chosen.columns]
             if missing:
                 raise WriteValidationError(

@@ -414,6 +414,8 @@ class StoreContract(EvolutionContract):
         assert store.release_quarantine("crop", pl.DataFrame({"sample_id": ["s0001"]})) == 0
         assert store.release_quarantine("crop") == 1
         assert store.quarantined("crop").is_empty()
+        store.record_attempts("crop", s0, status="quarantined")
+        assert store.release_quarantine("crop", ["s0000"]) == 1  # bare ids of a one-column key
         store.record_attempts("crop", s0, status="failed", reason="again")
         assert store.sample_attempts("crop", status="failed")["attempts"].to_list() == [1, 1]
         with pytest.raises(mx.MetaxyError, match="unknown status 'lost'"):
