@@ -164,7 +164,10 @@ def resolve(
     increment = None
     if not full and mark is not None and _usable(mark, fingerprint, tables):
         increment = _from_mark(log, spec, mark, before, fingerprint)
+    # A feature never written has every sample pending: its next resolve is a full one.
+    first = False
     if increment is None:
+        first = not store.has_feature(spec.key)
         increment = resolve_increment(log.store, spec.key, None, filters)
     _remember_empty(fingerprint, store, increment)
     if increment.status is IncrementStatus.OK:
@@ -172,7 +175,7 @@ def resolve(
             AFTER_READ()
         seen = watermarks.positions(log.log_position, tables) if ADVANCE_PAST_UNSEEN else before
         assert seen is not None
-        pending = _keys_of(spec, increment)
+        pending = None if first else _keys_of(spec, increment)
         log.marks.record(spec.key, watermarks.Mark(fingerprint, seen, pending), previous=mark)
     return increment
 

@@ -215,13 +215,18 @@ U = mx.FeatureSpec(
     "f0", id_columns=["sample_id"], fields=[mx.FieldSpec("u", deps={"r": ["a"]})], deps=["r"]
 )
 ONE = {"s0": ("1", "1", "x")}
+TWO = {"s0": ("1", "1", "x"), "s1": ("1", "1", "x")}
 # Per protection: the switch that turns it off, and a scenario that then goes wrong (tried
 # first; random scenarios follow, so the property, not the scenario, is what fails).
 PROTECTIONS = {
-    # Pending samples untouched since are forgotten: the second resolve finds nothing new.
+    # Pending samples untouched since are forgotten: once s0 is computed, s1 (left pending)
+    # is never found new again.
     "RECHECK_PENDING": (
         False,
-        (mx.FeatureGraph([Root, U]), [("write root", ONE), ("compute", 0, 0)]),
+        (
+            mx.FeatureGraph([Root, U]),
+            [("write root", TWO), ("compute", 0, 1), ("compute", 0, 0)],
+        ),
     ),
     # The mark counts the write that landed mid-resolve as seen: s0's change is never found.
     "ADVANCE_PAST_UNSEEN": (
