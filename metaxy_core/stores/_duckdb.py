@@ -181,6 +181,9 @@ class DuckDBStore(MetadataStore):
             return ""
         return str(self._exec(f"SELECT count(*) FROM main.{quote(table)}")[0][0])
 
+    def _log_rows(self, table: str) -> int | None:
+        return int(self._log_position(table) or 0)  # the row count, from statistics
+
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         if not position:
             return self._scan(table) if self._exists(table) else None

@@ -77,6 +77,14 @@ class Storage(ABC):
         del table
         return None
 
+    def _log_rows(self, table: str) -> int | None:
+        """How many rows `table`'s log holds (0 if never written), from metadata, no scan.
+
+        None: unknown on this backend (resolves then never count as small inputs).
+        """
+        del table
+        return None
+
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         """The rows appended to `table` after `position` (from `_log_position`), lazily.
 

@@ -22,6 +22,7 @@ import pytest
 
 import metaxy_core as mx
 from metaxy_core import columns as C
+from metaxy_core.stores import _incremental
 from metaxy_core.testing import compute_increment
 from tests.core.video import VALUES, Video, bump, graph, inputs
 from tests.stores.evolution_contract import EvolutionContract
@@ -195,6 +196,15 @@ class StoreContract(EvolutionContract):
             VIDEO_ORDER, 100
         )
         assert all(inc.is_empty for inc in materialize_video(store, inputs()).values())
+
+    def test_small_inputs_resolve_by_the_full_diff_and_keep_no_mark(self, store, monkeypatch):
+        materialize_video(store, inputs())  # crop reads video's log and its own: 200 rows
+        marks = store._log_position("crop") is not None  # SQLStore keeps no log positions
+        monkeypatch.setattr(_incremental, "FULL_BELOW_ROWS", 201)
+        assert [store.resolve_update("crop").resolved_by for _ in range(2)] == ["full", "full"]
+        monkeypatch.setattr(_incremental, "FULL_BELOW_ROWS", 200)
+        found = [store.resolve_update("crop").resolved_by for _ in range(2)]
+        assert found == ["full", "watermark" if marks else "full"]
 
     def test_video_code_bump_stales_only_readers(self, store):
         materialize_video(store, inputs())
