@@ -8,6 +8,7 @@ which reads the whole tables and records no watermark). Each watermark protectio
 off makes the property fail (the `broken` tests).
 """
 
+import json
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -21,7 +22,7 @@ from hypothesis import strategies as st
 
 import metaxy_core as mx
 from metaxy_core import columns as C
-from metaxy_core.stores import _incremental
+from metaxy_core.stores import _incremental, _watermarks
 from metaxy_core.stores._resolve import resolve_increment
 
 IDS = [f"s{i}" for i in range(5)]
@@ -281,3 +282,16 @@ def test_each_scenario_passes_with_the_protections_on():
         graph, steps = scenario
         with mx.MemoryStore(graph) as store:
             run(store, steps)
+
+
+def test_marks_stored_as_json_still_read(monkeypatch):
+    """Marks written before pending keys were Arrow IPC held them as JSON of dicts."""
+    encode = _watermarks._encode
+    with mx.MemoryStore(mx.FeatureGraph([Root, U])) as store:
+        write_root(store, TWO)
+        compute(store, mx.FeatureKey("f0"), 1)  # s0 computed, s1 left to do
+        monkeypatch.setattr(_watermarks, "_encode", lambda p: json.dumps(p.to_dicts()))
+        store.resolve_update("f0")  # the full diff records a mark in the old format
+        monkeypatch.setattr(_watermarks, "_encode", encode)
+        inc = store.resolve_update("f0")
+        assert inc.resolved_by == "watermark" and inc.new["sample_id"].to_list() == ["s1"]
