@@ -24,8 +24,12 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	$(UV) sync --frozen --all-extras
 	touch $@
 
+# Tests run in parallel worker processes (pytest-xdist), one per core by default; each worker
+# starts its own PostgreSQL and S3 test servers. `make test TEST_WORKERS=0` runs them in one
+# process. Work stealing keeps both cores busy until the last slow test ends.
+TEST_WORKERS ?= auto
 test: $(VENV)/.synced
-	$(VENV)/bin/python -m pytest $(PYTEST_ARGS)
+	$(VENV)/bin/python -m pytest -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS)
 
 lint: $(VENV)/.synced
 	$(VENV)/bin/ruff check metaxy_core metaxy_dagster example_project tests

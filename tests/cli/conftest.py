@@ -92,6 +92,8 @@ def call_metaxy(*args: str, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> Resul
     monkeypatch.chdir(cwd)
     for name in [n for n in os.environ if n.startswith("METAXY_")]:
         monkeypatch.delenv(name)
+    # Output is piped here: 120 columns, as in a subprocess (pytest-xdist workers set COLUMNS).
+    monkeypatch.delenv("COLUMNS", raising=False)
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         code = main(list(args))

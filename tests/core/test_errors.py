@@ -10,7 +10,12 @@ from tests.core.video import graph, inputs
 HOSTILE = [None, 5, 3.5, "", "nope", "a\n", [], [None], [5], {}, {"a": 1}, ("a", "b"), object()]
 
 
-@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+def _stable_id(value: object) -> str:
+    """repr, but the same in every process (parallel workers must collect the same ids)."""
+    return "object()" if type(value) is object else repr(value)
+
+
+@pytest.mark.parametrize("value", HOSTILE, ids=_stable_id)
 def test_hostile_arguments_to_specs_and_graphs_raise_metaxy_errors(value):
     g = graph()
     calls = {
@@ -74,7 +79,7 @@ def written_store(request, tmp_path):
         yield store
 
 
-@pytest.mark.parametrize("value", HOSTILE, ids=repr)
+@pytest.mark.parametrize("value", HOSTILE, ids=_stable_id)
 def test_hostile_arguments_to_stores_raise_metaxy_errors_and_write_nothing(written_store, value):
     store = written_store
     before = store.history("video")
