@@ -50,6 +50,7 @@ from metaxy_core.stores._delta_current import (
     write_checkpoint,
 )
 from metaxy_core.stores._delta_location import DeltaTableAt, canonical_location, is_local
+from metaxy_core.stores._delta_scan import scan_table
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
@@ -130,7 +131,7 @@ class DeltaStore(MetadataStore):
         delta = self._delta_table(path)
         if delta is None:
             raise StoreError(f"No Delta table at {path!r}.")
-        return pl.scan_delta(delta)
+        return scan_table(delta, self.storage_options)
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         self._append_path(self._path(table), rows)
@@ -195,7 +196,7 @@ class DeltaStore(MetadataStore):
         if delta is None:
             return super()._scan_latest(table, ids)
         if one_row_per_sample:
-            return nw.from_native(pl.scan_delta(delta))
+            return nw.from_native(scan_table(delta, self.storage_options))
         with self._failures_named("read the current rows of", path):
             return nw.from_native(self._current_of(delta, table, ids))
 
@@ -211,7 +212,8 @@ class DeltaStore(MetadataStore):
         current = scan_current(log, path, checkpoint, ids, self.storage_options)
         if current is not None:
             return current
-        latest = self.engine.latest(nw.from_native(pl.scan_delta(log)), ids, C.WRITE_ID)
+        scan = scan_table(log, self.storage_options)
+        latest = self.engine.latest(nw.from_native(scan), ids, C.WRITE_ID)
         return latest.to_native()
 
     def _refresh_current(self, table: str) -> None:
@@ -264,13 +266,13 @@ class DeltaStore(MetadataStore):
         if delta is None:
             return None
         if not position:
-            return nw.from_native(pl.scan_delta(delta))
+            return nw.from_native(scan_table(delta, self.storage_options))
         with self._failures_named("read the log of", path):
             added = files_added_since(delta, path, int(position), self.storage_options)
         if added is None:  # files removed since (compaction, hard delete): start over
             return None
         if not added:
-            return nw.from_native(pl.scan_delta(delta).head(0))
+            return nw.from_native(scan_table(delta, self.storage_options).head(0))
         scans = [pl.scan_parquet(f, storage_options=self.storage_options) for f in added]
         return nw.from_native(pl.concat(scans, how="diagonal_relaxed"))
 

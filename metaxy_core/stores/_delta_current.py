@@ -29,6 +29,7 @@ from deltalake import CommitProperties, DeltaTable, write_deltalake
 from metaxy_core import _columns as C
 from metaxy_core.stores._delta_commits import latest_commit
 from metaxy_core.stores._delta_location import DeltaTableAt
+from metaxy_core.stores._delta_scan import scan_table
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
 _log = logging.getLogger("metaxy")
@@ -107,7 +108,7 @@ def scan_current(
     """The latest row per sample from the checkpoint and the log's tail (None: no usable one)."""
     if checkpoint is None:
         return None
-    base = pl.scan_delta(checkpoint.table)
+    base = scan_table(checkpoint.table, storage_options)
     if not CHECK_TAIL:
         return base
     tail = tail_files(log, path, checkpoint, storage_options)
@@ -115,7 +116,7 @@ def scan_current(
         return None
     if not tail:
         return base
-    schema = pl.scan_delta(log).collect_schema()
+    schema = scan_table(log, storage_options).collect_schema()
     rows = pl.scan_parquet(
         tail,
         schema=schema,
