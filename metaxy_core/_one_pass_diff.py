@@ -19,6 +19,7 @@ import polars as pl
 from metaxy_core import _columns as C
 from metaxy_core._increments import StaleReason
 from metaxy_core._spec import FeatureSpec
+from metaxy_core.versioning._engine import Engine
 
 _CUR = "__mx_cur__"
 
@@ -36,7 +37,7 @@ def _code(field: str) -> str:
 
 
 def diff_in_one_join(
-    spec: FeatureSpec, expected: nw.LazyFrame[Any], current: nw.LazyFrame[Any]
+    spec: FeatureSpec, expected: nw.LazyFrame[Any], current: nw.LazyFrame[Any], engine: Engine
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(new, stale, orphaned) of `spec`'s feature, collected: see `_increments.diff`.
 
@@ -50,9 +51,7 @@ def diff_in_one_join(
         *(nw.col(C.provenance_column(f)).alias(_provenance(f)) for f in fields),
         *(nw.col(C.code_version_column(f)).alias(_code(f)) for f in fields),
     )
-    joined = expected.join(
-        reduced, left_on=key, right_on=[_key(c) for c in key], how="full", suffix="__mx_right"
-    )
+    joined = engine.full_join(expected, reduced, key, [_key(c) for c in key])
     only_expected = nw.col(_key(key[0])).is_null()
     only_current = nw.col(key[0]).is_null()
     moved = [

@@ -205,10 +205,8 @@ class MetadataStore(AttemptLog, ChangeDetection):
         key, table = self._table(feature)
         if not self._exists(table):
             return None
-        frame = self._scan_latest(table, self.graph.spec(key).id_columns)
-        if not include_deleted:
-            frame = frame.filter(nw.col(C.DELETED_AT).is_null())
-        return frame
+        ids = self.graph.spec(key).id_columns
+        return self._scan_latest(table, ids) if include_deleted else self._scan_live(table, ids)
 
     def read(
         self,

@@ -165,6 +165,15 @@ class DuckDBStore(MetadataStore):
             return super()._scan_latest(table, ids)
         return nw.from_native(self._con.sql(f"SELECT * FROM {CURRENT_SCHEMA}.{quote(table)}"))
 
+    def _scan_live(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
+        if not self._table_exists(CURRENT_SCHEMA, table):
+            return super()._scan_live(table, ids)
+        # One statement: each relation step binds the whole query again (~0.5 ms a step).
+        live = f"{quote(C.DELETED_AT)} IS NULL"
+        return nw.from_native(
+            self._con.sql(f"SELECT * FROM {CURRENT_SCHEMA}.{quote(table)} WHERE {live}")
+        )
+
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         ids = self._id_columns(table)
         with self._staged(rows), self._transaction():

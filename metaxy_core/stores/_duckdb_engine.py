@@ -154,6 +154,42 @@ class DuckDBEngine:
         ]
         return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
 
+    def hash_compositions(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition], settings: HashSettings
+    ) -> nw.LazyFrame[Any]:
+        # One select: every relation step binds the whole query again.
+        rel: duckdb.DuckDBPyRelation = frame.to_native()
+        replaced = [out for out in inputs if out in rel.columns]
+        exprs = [self._hashed(composed(c), settings).alias(out) for out, c in inputs.items()]
+        return nw.from_native(rel.select(duckdb.StarExpression(exclude=replaced), *exprs))
+
+    def _hashed(self, value: duckdb.Expression, settings: HashSettings) -> duckdb.Expression:
+        """`value` hashed as `hash_sql` does, as an expression."""
+        name = {
+            HashAlgorithm.XXH3_64: self._xxh3_udf,
+            HashAlgorithm.MD5: "md5",
+            HashAlgorithm.SHA256: "sha256",
+        }[settings.algorithm]
+        out = duckdb.FunctionExpression(name, value)
+        if settings.length is None:
+            return out
+        return duckdb.FunctionExpression("left", out, duckdb.ConstantExpression(settings.length))
+
+    def full_join(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        left_on: Sequence[str],
+        right_on: Sequence[str],
+    ) -> nw.LazyFrame[Any]:
+        # A plain relation join (narwhals' re-aliases and re-selects: five binds, not three).
+        on = " AND ".join(
+            f"l.{quote(a)} = r.{quote(b)}" for a, b in zip(left_on, right_on, strict=True)
+        )
+        lhs: duckdb.DuckDBPyRelation = left.to_native()
+        rhs: duckdb.DuckDBPyRelation = right.to_native()
+        return nw.from_native(lhs.set_alias("l").join(rhs.set_alias("r"), on, how="outer"))
+
     def sorted_concat(
         self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]
     ) -> nw.LazyFrame[Any]:

@@ -307,7 +307,8 @@ def _compare(log: LogAccess, spec: FeatureSpec, candidates: pl.DataFrame) -> Inc
     assert expected is not None, "a usable mark means every required upstream was written"
     current = _restricted(log, current_rows(log.store, spec.key), candidates, key)
     if spec.parent_key == spec.id_columns:
-        return Increment(spec.key, *diff_in_one_join(spec, expected, current))
+        diffed = diff_in_one_join(spec, expected, current, log.store.engine)
+        return Increment(spec.key, *diffed)
     engine = log.store.engine
     try:
         expected = engine.cache(expected)

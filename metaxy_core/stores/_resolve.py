@@ -79,7 +79,8 @@ def resolve_increment(
         return _first_increment(store, spec, _filtered(store, spec, expected, filters))
     if not filters and spec.parent_key == spec.id_columns:
         # The usual case: one join classifies every sample, and only the increment is collected.
-        new, stale, orphaned = diff_in_one_join(spec, expected, current_rows(store, spec.key))
+        current = current_rows(store, spec.key)
+        new, stale, orphaned = diff_in_one_join(spec, expected, current, engine)
         return Increment(spec.key, new, stale, orphaned)
     try:
         # new, stale and orphaned all read both sides: compute each side once.

@@ -241,6 +241,18 @@ class IbisEngine:
 
         return _lazy(table.mutate(**{out: hashed(src) for out, src in columns.items()}))
 
+    def hash_compositions(
+        self, frame: Lazy, inputs: Mapping[str, Composition], settings: HashSettings
+    ) -> Lazy:
+        table = _table(self.compose(frame, {f"__mx_in__{o}": c for o, c in inputs.items()}))
+        hashed = self.hash(_lazy(table), {o: f"__mx_in__{o}" for o in inputs}, settings)
+        return hashed.drop(*(f"__mx_in__{o}" for o in inputs))
+
+    def full_join(
+        self, left: Lazy, right: Lazy, left_on: Sequence[str], right_on: Sequence[str]
+    ) -> Lazy:
+        return left.join(right, left_on=list(left_on), right_on=list(right_on), how="full")
+
     def sorted_concat(self, frame: Lazy, by: Sequence[str], columns: Mapping[str, str]) -> Lazy:
         table = _table(frame)
         aggs = {out: self.dialect.sorted_join(table[src]) for out, src in columns.items()}

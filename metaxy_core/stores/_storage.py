@@ -68,6 +68,10 @@ class Storage(ABC):
         """
         return self.engine.latest(self._scan(table), ids, C.WRITE_ID)
 
+    def _scan_live(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
+        """The latest row per sample, soft-deleted samples left out."""
+        return self._scan_latest(table, ids).filter(nw.col(C.DELETED_AT).is_null())
+
     def _log_position(self, table: str) -> str | None:
         """An opaque mark of how far `table`'s log reaches now ("" if it was never written).
 

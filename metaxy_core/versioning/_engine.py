@@ -35,6 +35,22 @@ class Engine(Protocol):
         """Add `out` columns holding the row hash of each string column `in`."""
         ...
 
+    def hash_compositions(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition], settings: HashSettings
+    ) -> nw.LazyFrame[Any]:
+        """Add `out` columns holding the row hash of each `Composition` (in one step)."""
+        ...
+
+    def full_join(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        left_on: Sequence[str],
+        right_on: Sequence[str],
+    ) -> nw.LazyFrame[Any]:
+        """Full outer join keeping every column of both sides (their names all differ)."""
+        ...
+
     def sorted_concat(
         self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]
     ) -> nw.LazyFrame[Any]:

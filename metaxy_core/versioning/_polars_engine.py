@@ -13,15 +13,16 @@ from metaxy_core.versioning._engine import Composition
 from metaxy_core.versioning._hashing import HashAlgorithm, HashSettings
 
 
-def polars_hash_expr(column: str, settings: HashSettings) -> pl.Expr:
-    """The polars expression hashing a string column as `settings` says."""
+def polars_hash_expr(column: str | pl.Expr, settings: HashSettings) -> pl.Expr:
+    """The polars expression hashing a string column (or expression) as `settings` says."""
+    value = pl.col(column) if isinstance(column, str) else column
     match settings.algorithm:
         case HashAlgorithm.XXH3_64:
-            expr = plh.col(column).nchash.xxh3_64().cast(pl.String)
+            expr = plh.NonCryptographicHashingNameSpace(value).xxh3_64().cast(pl.String)
         case HashAlgorithm.MD5:
-            expr = plh.col(column).nchash.md5()
+            expr = plh.NonCryptographicHashingNameSpace(value).md5()
         case HashAlgorithm.SHA256:
-            expr = plh.col(column).chash.sha2_256()
+            expr = plh.CryptographicHashingNameSpace(value).sha2_256()
     return expr if settings.length is None else expr.str.head(settings.length)
 
 
@@ -51,6 +52,25 @@ class PolarsEngine:
         native: pl.LazyFrame = frame.to_native()
         exprs = [polars_hash_expr(src, settings).alias(out) for out, src in columns.items()]
         return nw.from_native(native.with_columns(exprs))
+
+    def hash_compositions(
+        self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition], settings: HashSettings
+    ) -> nw.LazyFrame[Any]:
+        native: pl.LazyFrame = frame.to_native()
+        exprs = [polars_hash_expr(composed(c), settings).alias(o) for o, c in inputs.items()]
+        return nw.from_native(native.with_columns(exprs))
+
+    def full_join(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        left_on: Sequence[str],
+        right_on: Sequence[str],
+    ) -> nw.LazyFrame[Any]:
+        native: pl.LazyFrame = left.to_native()
+        other: pl.LazyFrame = right.to_native()
+        joined = native.join(other, left_on=left_on, right_on=right_on, how="full")
+        return nw.from_native(joined)
 
     def sorted_concat(
         self, frame: nw.LazyFrame[Any], by: Sequence[str], columns: Mapping[str, str]

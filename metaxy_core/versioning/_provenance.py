@@ -39,7 +39,6 @@ from metaxy_core._spec import FeatureDep, FieldSpec
 from metaxy_core.versioning._engine import Composition, Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings, definition_hash
 
-_INPUT = "__mx_in__"
 _ID = "__mx_id__"
 
 
@@ -73,8 +72,8 @@ def _with_sample_provenance(
     frame: nw.LazyFrame[Any], fields: list[str], engine: Engine, settings: HashSettings
 ) -> nw.LazyFrame[Any]:
     """Add `metaxy_provenance`: the hash of the sorted per-field provenance values."""
-    frame = engine.compose(frame, {_INPUT + "sample": by_field(fields, C.provenance_column)})
-    return engine.hash(frame, {C.PROVENANCE: _INPUT + "sample"}, settings).drop(_INPUT + "sample")
+    sample = by_field(fields, C.provenance_column)
+    return engine.hash_compositions(frame, {C.PROVENANCE: sample}, settings)
 
 
 def _hash_fields(
@@ -83,9 +82,9 @@ def _hash_fields(
     engine: Engine,
     settings: HashSettings,
 ) -> nw.LazyFrame[Any]:
-    frame = engine.compose(frame, {_INPUT + f: c for f, c in inputs.items()})
-    frame = engine.hash(frame, {C.provenance_column(f): _INPUT + f for f in inputs}, settings)
-    frame = frame.drop(*(_INPUT + f for f in inputs))
+    frame = engine.hash_compositions(
+        frame, {C.provenance_column(f): c for f, c in inputs.items()}, settings
+    )
     return _with_sample_provenance(frame, list(inputs), engine, settings)
 
 

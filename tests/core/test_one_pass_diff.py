@@ -12,6 +12,8 @@ import metaxy_core as mx
 from metaxy_core import columns as C
 from metaxy_core._increments import diff, split_lists
 from metaxy_core._one_pass_diff import diff_in_one_join
+from metaxy_core.stores._duckdb_engine import DuckDBEngine
+from metaxy_core.versioning._polars_engine import PolarsEngine
 
 SPEC = mx.FeatureSpec("leaf", id_columns=["sample_id"], fields=["a", "b"])
 VALUES = st.sampled_from(["x", "y", None])
@@ -65,7 +67,8 @@ def test_one_join_diff_equals_three_join_diff(expected, current):
     for engine in (None, _CON):
         old = diff(SPEC, _lazy(exp, engine), _lazy(cur, engine))
         new, stale, orphaned = (f.collect(backend="polars").to_native() for f in old)
-        one = diff_in_one_join(SPEC, _lazy(exp, engine), _lazy(cur, engine))
+        joins = PolarsEngine() if engine is None else DuckDBEngine(engine)
+        one = diff_in_one_join(SPEC, _lazy(exp, engine), _lazy(cur, engine), joins)
         assert _sorted(one[0]).equals(_sorted(new))
         assert _sorted(one[1]).equals(_sorted(split_lists(stale)))
         assert _sorted(one[2]).equals(_sorted(orphaned))
