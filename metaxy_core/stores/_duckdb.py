@@ -145,13 +145,12 @@ class DuckDBStore(MetadataStore):
     def _table_exists(self, schema: str, table: str) -> bool:
         if (schema, table) in self._tables:
             return True
+        # Every table in one query: a resolve asks about several (log and current tables).
         found = self._exec(
-            "SELECT count(*) FROM duckdb_tables() WHERE schema_name = ? AND table_name = ?",
-            [schema, table],
+            "SELECT schema_name, table_name FROM duckdb_tables() WHERE NOT temporary"
         )
-        if found[0][0]:
-            self._tables.add((schema, table))
-        return bool(found[0][0])
+        self._tables.update((str(s), str(t)) for s, t in found)
+        return (schema, table) in self._tables
 
     def _exec(self, sql: str, params: Sequence[object] = ()) -> list[tuple[object, ...]]:
         """Run a statement to completion (DuckDB refuses new work while a result is pending)."""

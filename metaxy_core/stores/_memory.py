@@ -40,13 +40,14 @@ class MemoryStore(MetadataStore):
     def _scan_latest(self, table: str, ids: Sequence[str]) -> nw.LazyFrame[Any]:
         cached = self._current_view.get(table)
         if cached is None or cached[0] != list(ids):
-            log = self._tables[table]
-            if log.select(ids).is_unique().all():  # e.g. a table written once: the log is current
-                rows = log
-            else:
-                rows = self.engine.latest(self._scan(table), ids, C.WRITE_ID).collect().to_native()
-            cached = self._current_view[table] = (list(ids), rows)
+            cached = self._current_view[table] = (list(ids), self._current_of(table, ids))
         return nw.from_native(cached[1].lazy())
+
+    def _current_of(self, table: str, ids: Sequence[str]) -> pl.DataFrame:
+        log = self._tables[table]
+        if log.select(ids).is_unique().all():  # e.g. a table written once: the log is current
+            return log
+        return self.engine.latest(self._scan(table), ids, C.WRITE_ID).collect().to_native()
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         old = self._tables.get(table)
@@ -54,6 +55,14 @@ class MemoryStore(MetadataStore):
             rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
         )
         cached = self._current_view.pop(table, None)
+        if old is None:  # a feature table's first write: its view now, not at the first read
+            ids = next(
+                (self.graph.spec(k).id_columns for k in self.graph.keys if k.table_name == table),
+                None,
+            )
+            if ids is not None:
+                self._current_view[table] = (list(ids), self._current_of(table, ids))
+            return
         if cached is None or rows.is_empty():
             return
         ids, current = cached

@@ -122,8 +122,9 @@ def _first_increment(
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_FIELDS),
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_REASONS),
     )
-    ids = current_rows(store, spec.key).select(*spec.id_columns)
-    return Increment(spec.key, new, stale, ids.collect(backend="polars").to_native())
+    columns = store.graph.definition(spec.key).columns
+    nothing = pl.DataFrame(schema={c: columns[c] for c in spec.id_columns})  # nothing stored
+    return Increment(spec.key, new, stale, nothing)
 
 
 # Restricts an upstream's latest rows to some samples (an incremental resolve's candidates).
