@@ -51,6 +51,7 @@ from metaxy_core.stores._delta_current import (
 )
 from metaxy_core.stores._delta_location import DeltaTableAt, canonical_location, is_local
 from metaxy_core.stores._delta_scan import scan_table
+from metaxy_core.stores._delta_small_files import is_system_table, merge_if_many
 from metaxy_core.versioning._hashing import HashSettings
 from metaxy_core.versioning._polars_engine import PolarsEngine
 
@@ -136,6 +137,14 @@ class DeltaStore(MetadataStore):
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         self._append_path(self._path(table), rows)
         self._refresh_current(table)
+        if is_system_table(table):  # one small append per tick: merge their files now and then
+            try:
+                delta = self._delta_table(self._path(table))
+            except StoreError as exc:  # the append has landed: never fail it afterwards
+                _log.info("Small files of %s not checked: %s", table, exc)
+                return
+            if delta is not None:
+                merge_if_many(delta, self._path(table))
 
     def _append_path(self, path: str, rows: pl.DataFrame) -> None:
         one_write = C.WRITE_ID in rows.columns and rows.get_column(C.WRITE_ID).n_unique() == 1
