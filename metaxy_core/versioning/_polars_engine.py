@@ -1,6 +1,6 @@
 """The polars engine: the reference implementation of the row hash."""
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import narwhals as nw
@@ -28,19 +28,33 @@ def polars_hash_expr(column: str | pl.Expr, settings: HashSettings) -> pl.Expr:
 
 def composed(composition: Composition) -> pl.Expr:
     """The polars expression of a hash input (`Composition`)."""
-
-    def part(label: str, column: str) -> list[pl.Expr]:
-        value = pl.col(column)
-        if not composition.framed:
-            return [pl.lit(label), value]
-        return [pl.lit(label), value.str.len_bytes().cast(pl.String), pl.lit(":"), value]
-
+    parts = [(label, pl.col(column)) for label, column in composition.parts]
     if composition.all_or_null:  # concat_str is null when any input is
-        return pl.concat_str(
-            [pl.lit(composition.head), *(e for p in composition.parts for e in part(*p))]
-        )
-    parts = [pl.concat_str(part(*p)) for p in composition.parts]
-    return pl.concat_str([pl.lit(composition.head), *parts], ignore_nulls=True)
+        pieces = [e for p in parts for e in _part(*p, composition.framed, _always)]
+        return pl.concat_str([pl.lit(composition.head), *pieces])
+    # A part's literals are null where its value is, so one flat concat_str skipping nulls
+    # leaves the part out whole. (One concat_str per part nested in an outer one gives the
+    # same text but builds every part's strings first: 2-3x slower at 1M rows.)
+    pieces = [e for p in parts for e in _part(*p, composition.framed, _where_present)]
+    return pl.concat_str([pl.lit(composition.head), *pieces], ignore_nulls=True)
+
+
+def _always(text: str, value: pl.Expr) -> pl.Expr:
+    return pl.lit(text)
+
+
+def _where_present(text: str, value: pl.Expr) -> pl.Expr:
+    return pl.when(value.is_not_null()).then(pl.lit(text))
+
+
+def _part(
+    label: str, value: pl.Expr, framed: bool, literal: Callable[[str, pl.Expr], pl.Expr]
+) -> list[pl.Expr]:
+    """A part's pieces: label and value, or label, byte length, ':' and value if framed."""
+    if not framed:
+        return [literal(label, value), value]
+    length = value.str.len_bytes().cast(pl.String)
+    return [literal(label, value), length, literal(":", value), value]
 
 
 class PolarsEngine:
