@@ -29,6 +29,9 @@ class MemoryStore(MetadataStore):
         # The current view (latest row per sample) is kept next to the log so reads stay
         # flat however often samples are rewritten. Keyed by table: (id columns, rows).
         self._current_view: dict[str, tuple[list[str], pl.DataFrame]] = {}
+        # Tables written by one write so far: one row per sample (a write refuses duplicate
+        # ids), so the log is the current view without checking (1M ids: ~0.1 s).
+        self._written_once: set[str] = set()
         self._open()
 
     def _exists(self, table: str) -> bool:
@@ -45,12 +48,16 @@ class MemoryStore(MetadataStore):
 
     def _current_of(self, table: str, ids: Sequence[str]) -> pl.DataFrame:
         log = self._tables[table]
-        if log.select(ids).is_unique().all():  # e.g. a table written once: the log is current
+        if table in self._written_once or log.select(ids).is_unique().all():
             return log
         return self.engine.latest(self._scan(table), ids, C.WRITE_ID).collect().to_native()
 
     def _append(self, table: str, rows: pl.DataFrame) -> None:
         old = self._tables.get(table)
+        if old is None and _one_write(rows):
+            self._written_once.add(table)
+        else:
+            self._written_once.discard(table)
         self._tables[table] = (
             rows if old is None else pl.concat([old, rows], how="diagonal_relaxed")
         )
@@ -96,3 +103,11 @@ class MemoryStore(MetadataStore):
     def _hard_delete(self, table: str, ids: pl.DataFrame) -> None:
         self._tables[table] = self._tables[table].join(ids, on=ids.columns, how="anti")
         self._current_view.pop(table, None)
+
+
+def _one_write(rows: pl.DataFrame) -> bool:
+    """True if every row carries the same write id (a write's or a copied write's rows)."""
+    if C.WRITE_ID not in rows.columns or rows.is_empty():
+        return False
+    write_ids = rows.get_column(C.WRITE_ID)
+    return write_ids.null_count() == 0 and write_ids.min() == write_ids.max()
