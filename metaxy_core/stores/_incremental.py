@@ -340,14 +340,17 @@ def _partial_root(log: LogAccess, spec: FeatureSpec, samples: Any) -> Increment:
         engine.release()
 
 
-def _keys_of(spec: FeatureSpec, increment: Increment) -> pl.DataFrame:
-    """The increment keys of the samples an increment leaves to do."""
+def _keys_of(spec: FeatureSpec, increment: Increment) -> pl.DataFrame | None:
+    """The increment keys of the samples an increment leaves to do (None: too many to keep)."""
     key = list(spec.parent_key)
     frames = [
         increment.new.select(key),
         increment.stale.select(key),
         increment.orphaned.select(key),
     ]
+    rows = sum(f.height for f in frames)
+    if spec.parent_key == spec.id_columns and rows > watermarks.MAX_PENDING:
+        return None  # one row per sample, so too many: no need to deduplicate them first
     return pl.concat(frames, how="vertical_relaxed").unique()
 
 
