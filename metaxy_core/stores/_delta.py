@@ -259,15 +259,20 @@ class DeltaStore(MetadataStore):
         delta = self._delta_table(path)
         return "" if delta is None else str(delta.version())
 
-    def _log_rows(self, table: str) -> int | None:
-        # The row counts the log's add actions carry (file statistics): no data file is read.
-        path = self._path(table)
-        delta = self._delta_table(path)
-        if delta is None:
-            return 0
-        with self._failures_named("read the log of", path):
-            counts = pl.Series(delta.get_add_actions(flatten=True).column("num_records"))
-        return None if counts.null_count() else int(counts.sum())
+    def _log_rows(self, tables: Sequence[str]) -> int | None:
+        # The row counts the logs' add actions carry (file statistics): no data file is read.
+        total = 0
+        for table in tables:
+            path = self._path(table)
+            delta = self._delta_table(path)
+            if delta is None:
+                continue
+            with self._failures_named("read the log of", path):
+                counts = pl.Series(delta.get_add_actions(flatten=True).column("num_records"))
+            if counts.null_count():
+                return None
+            total += int(counts.sum())
+        return total
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         path = self._path(table)

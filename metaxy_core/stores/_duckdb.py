@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Generator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import duckdb
 import narwhals as nw
@@ -189,8 +189,12 @@ class DuckDBStore(MetadataStore):
             return ""
         return str(self._exec(f"SELECT count(*) FROM main.{quote(table)}")[0][0])
 
-    def _log_rows(self, table: str) -> int | None:
-        return int(self._log_position(table) or 0)  # the row count, from statistics
+    def _log_rows(self, tables: Sequence[str]) -> int | None:
+        counts = [f"(SELECT count(*) FROM main.{quote(t)})" for t in tables if self._exists(t)]
+        if not counts:
+            return 0
+        # One statement for every table; count(*) reads the tables' statistics: no scan.
+        return int(cast(int, self._exec(f"SELECT {' + '.join(counts)}")[0][0]))
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         if not position:

@@ -91,7 +91,7 @@ class LogAccess:
     store: StoreReads
     log_position: Callable[[str], str | None]
     scan_since: Callable[[str, str], nw.LazyFrame[Any] | None]
-    log_rows: Callable[[str], int | None]
+    log_rows: Callable[[Sequence[str]], int | None]
     scan_log: Callable[[str], nw.LazyFrame[Any]]
     marks: watermarks.MarkTable
 
@@ -194,15 +194,8 @@ def _small(log: LogAccess, tables: list[str]) -> bool:
     """True if the input logs hold fewer than `FULL_BELOW_ROWS` rows in all."""
     if FULL_BELOW_ROWS <= 0:
         return False
-    total = 0
-    for table in tables:
-        rows = log.log_rows(table)
-        if rows is None:
-            return False
-        total += rows
-        if total >= FULL_BELOW_ROWS:
-            return False
-    return True
+    rows = log.log_rows(tables)
+    return rows is not None and rows < FULL_BELOW_ROWS
 
 
 def _has_rows(samples: Any) -> bool:

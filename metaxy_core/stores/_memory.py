@@ -86,9 +86,8 @@ class MemoryStore(MetadataStore):
             return ""
         return f"{log.height}:{log[C.WRITE_ID][-1]}"
 
-    def _log_rows(self, table: str) -> int | None:
-        log = self._tables.get(table)
-        return 0 if log is None else log.height
+    def _log_rows(self, tables: Sequence[str]) -> int | None:
+        return sum(self._tables[t].height for t in tables if t in self._tables)
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         log = self._tables.get(table)

@@ -81,12 +81,13 @@ class Storage(ABC):
         del table
         return None
 
-    def _log_rows(self, table: str) -> int | None:
-        """How many rows `table`'s log holds (0 if never written), from metadata, no scan.
+    def _log_rows(self, tables: Sequence[str]) -> int | None:
+        """How many rows the logs of `tables` hold in all, read from metadata (no scan).
 
-        None: unknown on this backend (resolves then never count as small inputs).
+        A table never written counts 0. None: unknown on this backend (resolves then never
+        count as small inputs).
         """
-        del table
+        del tables
         return None
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
