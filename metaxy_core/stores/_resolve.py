@@ -122,9 +122,10 @@ def _first_increment(
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_FIELDS),
         pl.lit(None, pl.List(pl.String)).alias(C.STALE_REASONS),
     )
-    columns = store.graph.definition(spec.key).columns
-    nothing = pl.DataFrame(schema={c: columns[c] for c in spec.id_columns})  # nothing stored
-    return Increment(spec.key, new, stale, nothing)
+    # Nothing is stored: no orphans, typed as the engine returns ids (as `new` came back).
+    declared = store.graph.definition(spec.key).columns
+    typed = {c: new.schema[c] if c in new.schema else declared[c] for c in spec.id_columns}
+    return Increment(spec.key, new, stale, pl.DataFrame(schema=typed))
 
 
 # Restricts an upstream's latest rows to some samples (an incremental resolve's candidates).
