@@ -38,8 +38,10 @@ from metaxy_core._graph import FeatureGraph
 from metaxy_core.stores._base import MetadataStore
 from metaxy_core.stores._delta_commits import (
     commit_properties,
-    holds_one_row_per_sample,
+    latest_commit,
+    log_rows,
     retry_on_conflict,
+    vouches,
 )
 from metaxy_core.stores._delta_current import (
     CHECKPOINT_DIR,
@@ -98,6 +100,8 @@ class DeltaStore(MetadataStore):
         self.storage_options = dict(storage_options) if storage_options else None
         self.engine = PolarsEngine()
         self._tables: dict[str, DeltaTable] = {}
+        # Per table path: (version, rows, one row per sample) of the last version looked at.
+        self._facts: dict[str, tuple[int, int | None, bool]] = {}
         self._open()
 
     # -- primitives --------------------------------------------------------------------------
@@ -201,7 +205,7 @@ class DeltaStore(MetadataStore):
         path = self._path(table)
         delta = self._delta_table(path)
         with self._failures_named("read the log of", path):
-            one_row_per_sample = delta is not None and holds_one_row_per_sample(delta)
+            one_row_per_sample = delta is not None and self._log_facts(path, delta)[1]
         if delta is None:
             return super()._scan_latest(table, ids)
         if one_row_per_sample:
@@ -240,7 +244,7 @@ class DeltaStore(MetadataStore):
         try:
             with self._failures_named("rebuild the current rows of", path):
                 log = self._delta_table(path)
-                if log is None or holds_one_row_per_sample(log):
+                if log is None or self._log_facts(path, log)[1]:
                     return
                 checkpoint = read_checkpoint(self._delta_table(self._checkpoint_path(table)))
                 if not needs_rebuild(log, path, checkpoint, self.storage_options):
@@ -268,11 +272,23 @@ class DeltaStore(MetadataStore):
             if delta is None:
                 continue
             with self._failures_named("read the log of", path):
-                counts = pl.Series(delta.get_add_actions(flatten=True).column("num_records"))
-            if counts.null_count():
+                rows = self._log_facts(path, delta)[0]
+            if rows is None:
                 return None
-            total += int(counts.sum())
+            total += rows
         return total
+
+    def _log_facts(self, path: str, delta: DeltaTable) -> tuple[int | None, bool]:
+        """Rows of the loaded version and whether they are one per sample (`vouches`).
+
+        Kept per version: a Delta version's files and commit info never change.
+        """
+        version = delta.version()
+        known = self._facts.get(path)
+        if known is None or known[0] != version:
+            rows = log_rows(delta)
+            known = self._facts[path] = (version, rows, vouches(latest_commit(delta), rows))
+        return known[1], known[2]
 
     def _scan_since(self, table: str, position: str) -> nw.LazyFrame[Any] | None:
         path = self._path(table)

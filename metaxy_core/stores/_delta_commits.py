@@ -67,12 +67,19 @@ def holds_one_row_per_sample(delta: DeltaTable) -> bool:
     A commit that vouched wrongly after losing a race (an append that found the table
     created meanwhile, a compaction next to a concurrent append) is caught by the count.
     """
-    last = latest_commit(delta)
+    return vouches(latest_commit(delta), log_rows(delta))
+
+
+def vouches(last: dict[str, Any] | None, rows: int | None) -> bool:
+    """True if commit info `last` vouched for one row per sample, `rows` of them."""
     vouched = last.get(ONE_ROW_PER_SAMPLE) if last is not None else None
-    if vouched is None:
-        return False
-    counts = pl.DataFrame(delta.get_add_actions(flatten=True)).get_column("num_records")
-    return counts.null_count() == 0 and str(counts.sum()) == vouched
+    return vouched is not None and rows is not None and str(rows) == vouched
+
+
+def log_rows(delta: DeltaTable) -> int | None:
+    """The rows of the loaded version, from the add actions' statistics (None: not kept)."""
+    counts = pl.Series(delta.get_add_actions(flatten=True).column("num_records"))
+    return None if counts.null_count() else int(counts.sum())
 
 
 def _is_conflict(exc: Exception) -> bool:
