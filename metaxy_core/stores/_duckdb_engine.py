@@ -9,7 +9,7 @@ polars engine uses.
 import functools
 import itertools
 from collections.abc import Mapping, Sequence
-from typing import Any, TypeAlias, cast
+from typing import Any, Literal, TypeAlias, cast
 
 import duckdb
 import narwhals as nw
@@ -175,6 +175,19 @@ class DuckDBEngine:
         if settings.length is None:
             return out
         return duckdb.FunctionExpression("left", out, duckdb.ConstantExpression(settings.length))
+
+    def join_using(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        on: Sequence[str],
+        *,
+        how: Literal["inner", "left"],
+    ) -> nw.LazyFrame[Any]:
+        # A join on column names is USING: one step (narwhals' takes five, see full_join).
+        lhs: duckdb.DuckDBPyRelation = left.to_native()
+        rhs: duckdb.DuckDBPyRelation = right.to_native()
+        return nw.from_native(lhs.join(rhs, ", ".join(quote(c) for c in on), how=how))
 
     def full_join(
         self,

@@ -15,7 +15,7 @@ polars engine composes them, so the bytes hashed, and the hashes, are identical.
 import itertools
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import ibis
 import ibis.expr.datatypes as dt
@@ -247,6 +247,11 @@ class IbisEngine:
         table = _table(self.compose(frame, {f"__mx_in__{o}": c for o, c in inputs.items()}))
         hashed = self.hash(_lazy(table), {o: f"__mx_in__{o}" for o in inputs}, settings)
         return hashed.drop(*(f"__mx_in__{o}" for o in inputs))
+
+    def join_using(
+        self, left: Lazy, right: Lazy, on: Sequence[str], *, how: Literal["inner", "left"]
+    ) -> Lazy:
+        return left.join(right, on=list(on), how=how)
 
     def full_join(
         self, left: Lazy, right: Lazy, left_on: Sequence[str], right_on: Sequence[str]

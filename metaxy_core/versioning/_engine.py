@@ -2,7 +2,7 @@
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Literal, Protocol
 
 import narwhals as nw
 import polars as pl
@@ -39,6 +39,17 @@ class Engine(Protocol):
         self, frame: nw.LazyFrame[Any], inputs: Mapping[str, Composition], settings: HashSettings
     ) -> nw.LazyFrame[Any]:
         """Add `out` columns holding the row hash of each `Composition` (in one step)."""
+        ...
+
+    def join_using(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        on: Sequence[str],
+        *,
+        how: Literal["inner", "left"],
+    ) -> nw.LazyFrame[Any]:
+        """Join on same-named columns, kept once (the other columns' names all differ)."""
         ...
 
     def full_join(

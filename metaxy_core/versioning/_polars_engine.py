@@ -1,7 +1,7 @@
 """The polars engine: the reference implementation of the row hash."""
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import Any, Literal
 
 import narwhals as nw
 import polars as pl
@@ -73,6 +73,18 @@ class PolarsEngine:
         native: pl.LazyFrame = frame.to_native()
         exprs = [polars_hash_expr(composed(c), settings).alias(o) for o, c in inputs.items()]
         return nw.from_native(native.with_columns(exprs))
+
+    def join_using(
+        self,
+        left: nw.LazyFrame[Any],
+        right: nw.LazyFrame[Any],
+        on: Sequence[str],
+        *,
+        how: Literal["inner", "left"],
+    ) -> nw.LazyFrame[Any]:
+        native: pl.LazyFrame = left.to_native()
+        other: pl.LazyFrame = right.to_native()
+        return nw.from_native(native.join(other, on=list(on), how=how))
 
     def full_join(
         self,

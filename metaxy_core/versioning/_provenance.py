@@ -175,9 +175,8 @@ def expected_provenance(
         if joined is None:
             joined = frame
         else:
-            joined = joined.join(
-                frame, on=list(spec.parent_key), how="left" if dep.optional else "inner"
-            )
+            how = "left" if dep.optional else "inner"
+            joined = engine.join_using(joined, frame, list(spec.parent_key), how=how)
     assert joined is not None, "roots use root_provenance"
     grouped = {d.feature for d in spec.deps if d.lineage.kind == "aggregation"}
 
