@@ -20,6 +20,8 @@ from metaxy_core import _columns as C
 from metaxy_core._increments import StaleReason
 from metaxy_core._spec import FeatureSpec
 from metaxy_core.versioning._engine import Engine
+from metaxy_core.versioning._hashing import HashSettings
+from metaxy_core.versioning._provenance import with_sample_provenance
 
 _CUR = "__mx_cur__"
 
@@ -37,12 +39,17 @@ def _code(field: str) -> str:
 
 
 def diff_in_one_join(
-    spec: FeatureSpec, expected: nw.LazyFrame[Any], current: nw.LazyFrame[Any], engine: Engine
+    spec: FeatureSpec,
+    expected: nw.LazyFrame[Any],
+    current: nw.LazyFrame[Any],
+    engine: Engine,
+    settings: HashSettings | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame]:
     """(new, stale, orphaned) of `spec`'s feature, collected: see `_increments.diff`.
 
     `current` holds the id columns plus per-field provenance and code version columns,
-    one row per sample; `stale` carries its stale fields and reasons as lists.
+    one row per sample; `stale` carries its stale fields and reasons as lists. With
+    `settings`, `expected` holds no sample provenance: it is hashed for the kept rows.
     """
     key = list(spec.id_columns)
     fields = list(spec.field_keys)
@@ -61,7 +68,11 @@ def diff_in_one_join(
     ]
     differs = nw.any_horizontal(only_expected, only_current, *moved, ignore_nulls=False)
     rows: pl.DataFrame = joined.filter(differs).collect(backend="polars").to_native()
-    return _split(spec, rows, expected.columns)
+    columns = expected.columns
+    if settings is not None:
+        rows = with_sample_provenance(rows, fields, settings)
+        columns = [*columns, C.PROVENANCE]
+    return _split(spec, rows, columns)
 
 
 def _split(

@@ -30,6 +30,10 @@ from metaxy_core.versioning._provenance import (
     root_provenance,
 )
 
+# A full diff hashes the sample provenance of the rows it keeps only, not of every sample
+# (switch for tests: both ways give the same increment).
+DEFER_SAMPLE_PROVENANCE = True
+
 
 class StoreReads(Protocol):
     """What resolving an increment and stamping a write read from a store."""
@@ -68,19 +72,24 @@ def resolve_increment(
 ) -> Increment:
     """New, stale and orphaned samples of `feature` (see `MetadataStore.resolve_update`)."""
     spec = store.graph.spec(feature)
-    expected = expected_rows(store, spec.key, samples)
+    written = store.has_feature(spec.key)
+    # The usual case: one join classifies every sample, and only the increment is collected.
+    # It compares field provenance, so the sample provenance is hashed for the kept rows only.
+    one_join = written and not filters and spec.parent_key == spec.id_columns
+    sample = not one_join or spec.is_root or not DEFER_SAMPLE_PROVENANCE
+    expected = expected_rows(store, spec.key, samples, sample=sample)
     if expected is None:
         missing = [
             d.feature for d in spec.deps if not d.optional and not store.has_feature(d.feature)
         ]
         return empty_increment(spec, missing)
     engine = store.engine
-    if not store.has_feature(spec.key):
+    if not written:
         return _first_increment(store, spec, _filtered(store, spec, expected, filters))
-    if not filters and spec.parent_key == spec.id_columns:
-        # The usual case: one join classifies every sample, and only the increment is collected.
+    if one_join:
         current = current_rows(store, spec.key)
-        new, stale, orphaned = diff_in_one_join(spec, expected, current, engine)
+        settings = None if sample else store.hash_settings
+        new, stale, orphaned = diff_in_one_join(spec, expected, current, engine, settings)
         return Increment(spec.key, new, stale, orphaned)
     try:
         # new, stale and orphaned all read both sides: compute each side once.
@@ -133,12 +142,17 @@ Restriction = Callable[[FeatureDep, nw.LazyFrame[Any]], nw.LazyFrame[Any]]
 
 
 def expected_rows(
-    store: StoreReads, key: FeatureKey, samples: Any, *, only: Restriction | None = None
+    store: StoreReads,
+    key: FeatureKey,
+    samples: Any,
+    *,
+    only: Restriction | None = None,
+    sample: bool = True,
 ) -> nw.LazyFrame[Any] | None:
     """The provenance every sample of `key` should have now (None: an upstream is missing).
 
     Roots take it from the user's `samples`; other features from their upstreams' latest
-    rows, restricted by `only` if given.
+    rows, restricted by `only` if given, without the sample provenance if not `sample`.
     """
     spec = store.graph.spec(key)
     if spec.is_root:
@@ -158,7 +172,9 @@ def expected_rows(
         if only is not None:
             frame = only(dep, frame)
         upstreams[dep.feature] = _with_every_field(store, dep.feature, frame)
-    return expected_provenance(store.graph, key, upstreams, store.engine, store.hash_settings)
+    return expected_provenance(
+        store.graph, key, upstreams, store.engine, store.hash_settings, sample=sample
+    )
 
 
 def _with_every_field(

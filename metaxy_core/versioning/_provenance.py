@@ -30,6 +30,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import narwhals as nw
+import polars as pl
 
 from metaxy_core import _columns as C
 from metaxy_core._filters import parse_filters
@@ -38,6 +39,7 @@ from metaxy_core._keys import FeatureKey
 from metaxy_core._spec import FeatureDep, FieldSpec
 from metaxy_core.versioning._engine import Composition, Engine, apply_filters
 from metaxy_core.versioning._hashing import HashSettings, definition_hash
+from metaxy_core.versioning._polars_engine import PolarsEngine
 
 _ID = "__mx_id__"
 
@@ -76,16 +78,30 @@ def _with_sample_provenance(
     return engine.hash_compositions(frame, {C.PROVENANCE: sample}, settings)
 
 
+def with_sample_provenance(
+    rows: pl.DataFrame, fields: list[str], settings: HashSettings
+) -> pl.DataFrame:
+    """Collected rows with `metaxy_provenance` added from their per-field provenance.
+
+    The polars engine hashes exactly as every other engine does, so a diff may leave the
+    sample provenance out of the whole comparison and add it to the rows it keeps.
+    """
+    frame = _with_sample_provenance(nw.from_native(rows.lazy()), fields, PolarsEngine(), settings)
+    return frame.collect(backend="polars").to_native()
+
+
 def _hash_fields(
     frame: nw.LazyFrame[Any],
     inputs: Mapping[str, Composition],
     engine: Engine,
     settings: HashSettings,
+    *,
+    sample: bool = True,
 ) -> nw.LazyFrame[Any]:
     frame = engine.hash_compositions(
         frame, {C.provenance_column(f): c for f, c in inputs.items()}, settings
     )
-    return _with_sample_provenance(frame, list(inputs), engine, settings)
+    return _with_sample_provenance(frame, list(inputs), engine, settings) if sample else frame
 
 
 def root_provenance(
@@ -160,11 +176,14 @@ def expected_provenance(
     upstreams: Mapping[FeatureKey, nw.LazyFrame[Any]],
     engine: Engine,
     settings: HashSettings,
+    *,
+    sample: bool = True,
 ) -> nw.LazyFrame[Any]:
     """What every sample's provenance should be given the upstreams' latest live rows.
 
     Returns the feature's parent key, the carried upstream columns, one
-    `metaxy_provenance__<field>` column per field and `metaxy_provenance`.
+    `metaxy_provenance__<field>` column per field and (unless `sample` is False: the caller
+    adds it to the rows it keeps, see `with_sample_provenance`) `metaxy_provenance`.
     """
     spec = graph.spec(feature)
     parents = {f: graph.field_parents(feature, f) for f in spec.field_keys}
@@ -190,6 +209,6 @@ def expected_provenance(
         )
         for f in spec.fields
     }
-    out = _hash_fields(joined, inputs, engine, settings)
+    out = _hash_fields(joined, inputs, engine, settings, sample=sample)
     dv_columns = [parent_column(u, g) for refs in parents.values() for (u, g) in refs]
     return out.drop(*sorted(set(dv_columns)))

@@ -326,3 +326,16 @@ def test_decimal_ids_without_integer_digits_hash_alike_on_every_store(tmp_path):
             store.write("part", store.resolve_update("part", samples=samples).new)
             results[kind] = store.resolve_update("group").new.sort("g")[C.PROVENANCE].to_list()
     assert len({tuple(v) for v in results.values()}) == 1, results
+
+
+@pytest.mark.parametrize("settings", SETTINGS, ids=lambda s: s.describe())
+def test_sample_provenance_hashed_after_the_diff_equals_hashed_before(settings, monkeypatch):
+    """The full diff hashes the sample provenance of the rows it keeps only: same bytes."""
+    from metaxy_core.stores import _resolve
+
+    deferred = scenario(mx.MemoryStore(full_graph(), hash_settings=settings))
+    monkeypatch.setattr(_resolve, "DEFER_SAMPLE_PROVENANCE", False)
+    hashed_first = scenario(mx.MemoryStore(full_graph(), hash_settings=settings))
+    assert len(deferred) == len(hashed_first)
+    for i, (got, want) in enumerate(zip(deferred, hashed_first, strict=True)):
+        assert got.equals(want), f"frame {i} differs:\n{got}\n{want}"
