@@ -1,7 +1,7 @@
 """`make bench`: every benchmark of this folder in one run, with a side-by-side summary.
 
-    .venv/bin/python benchmarks/bench.py            # quick: N = 10,000 (a few minutes)
-    .venv/bin/python benchmarks/bench.py --full     # N = 10,000 and 1,000,000 (~30 min on 2 cores)
+    .venv/bin/python benchmarks/bench.py            # quick: N = 10,000 (about a minute)
+    .venv/bin/python benchmarks/bench.py --full     # N = 10,000 and 1,000,000 (~15 min on 2 idle cores)
     make bench [BENCH_ARGS="--full --no-peer"]
 
 Steps: generate the data (data.py), create the peer's venv (setup_peer.sh, PyPI only) if it
