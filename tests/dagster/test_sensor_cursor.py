@@ -21,6 +21,7 @@ SENSOR = "metaxy_increment_sensor"
 def marks_at_any_size(monkeypatch):
     """25 samples: keep watermarks anyway, so that ticks resolve from them."""
     monkeypatch.setattr(_incremental, "FULL_BELOW_ROWS", 0)
+    monkeypatch.setattr(_incremental, "FULL_ABOVE_SHARE", None)
 
 
 class Feed(Source):

@@ -206,6 +206,19 @@ class StoreContract(EvolutionContract):
         found = [store.resolve_update("crop").resolved_by for _ in range(2)]
         assert found == ["full", "watermark" if marks else "full"]
 
+    def test_a_change_touching_most_samples_takes_the_full_diff(self, store, monkeypatch):
+        monkeypatch.setattr(_incremental, "FULL_BELOW_ROWS", 0)
+        materialize_video(store, inputs())
+        marks = store._log_position("crop") is not None  # SQLStore keeps no log positions
+        resolves = [store.resolve_update("crop").resolved_by for _ in range(2)]
+        assert resolves == ["full", "watermark" if marks else "full"]
+        write_root(store, "video", inputs(audio_suffix="-v2", changed=10), path="v.mp4")
+        few = store.resolve_update("crop")  # 10 of 100 touched: the candidates only
+        assert (few.resolved_by, few.counts()["stale"]) == ("changes" if marks else "full", 10)
+        write_root(store, "video", inputs(audio_suffix="-v3", changed=100), path="v.mp4")
+        most = store.resolve_update("crop")  # every sample touched: the whole diff is cheaper
+        assert (most.resolved_by, most.counts()["stale"]) == ("full", 100)
+
     def test_video_code_bump_stales_only_readers(self, store):
         materialize_video(store, inputs())
         store.graph = bump(store.graph, "video", "audio", "2")

@@ -32,6 +32,7 @@ IDS = [f"s{i}" for i in range(5)]
 def marks_at_any_size(monkeypatch):
     """These stores are tiny: keep marks anyway, so that the watermark path is what runs."""
     monkeypatch.setattr(_incremental, "FULL_BELOW_ROWS", 0)
+    monkeypatch.setattr(_incremental, "FULL_ABOVE_SHARE", None)
 
 
 GROUPS = ["x", "y"]
