@@ -192,6 +192,13 @@ class MetadataStore(AttemptLog, ChangeDetection):
 
     # -- reads -------------------------------------------------------------------------------
 
+    def _id_columns(self, table: str) -> list[str] | None:
+        """The id columns of the feature stored in `table` (None for system tables)."""
+        for key in self.graph.keys:
+            if key.table_name == table:
+                return list(self.graph.spec(key).id_columns)
+        return None
+
     def _table(self, feature: Any) -> tuple[FeatureKey, str]:
         spec = self.graph.spec(feature)
         return spec.key, spec.key.table_name

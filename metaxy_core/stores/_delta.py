@@ -234,10 +234,7 @@ class DeltaStore(MetadataStore):
 
         The log commit is done: a failure here is logged, never raised (reads stay right).
         """
-        ids = next(
-            (list(self.graph.spec(k).id_columns) for k in self.graph.keys if k.table_name == table),
-            None,
-        )
+        ids = self._id_columns(table)
         if ids is None:
             return
         path = self._path(table)

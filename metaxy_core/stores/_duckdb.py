@@ -219,13 +219,6 @@ class DuckDBStore(MetadataStore):
 
     # -- helpers ---------------------------------------------------------------------------
 
-    def _id_columns(self, table: str) -> list[str] | None:
-        """The id columns of the feature stored in `table` (None for system tables)."""
-        for key in self.graph.keys:
-            if key.table_name == table:
-                return list(self.graph.spec(key).id_columns)
-        return None
-
     @contextmanager
     def _staged(self, rows: pl.DataFrame) -> Generator[None]:
         """Expose `rows` to SQL as `_STAGED`, outside the transaction that reads them.

@@ -32,6 +32,7 @@ from metaxy_core._increments import Increment, IncrementStatus, diff, split_list
 from metaxy_core._keys import FeatureKey
 from metaxy_core._one_pass_diff import diff_in_one_join
 from metaxy_core._spec import FeatureDep, FeatureSpec
+from metaxy_core.stores import _resolve
 from metaxy_core.stores import _watermarks as watermarks
 from metaxy_core.stores._resolve import (
     StoreReads,
@@ -312,11 +313,15 @@ def _compare(log: LogAccess, spec: FeatureSpec, candidates: pl.DataFrame) -> Inc
         back = {new: old for old, new in dep.rename_map.items()}
         return _restricted(log, frame, candidates, [back.get(c, c) for c in key])
 
-    expected = expected_rows(log.store, spec.key, None, only=only)
+    one_join = spec.parent_key == spec.id_columns
+    # As on the full path: the sample provenance is hashed for the rows the diff keeps only.
+    late = one_join and _resolve.DEFER_SAMPLE_PROVENANCE
+    expected = expected_rows(log.store, spec.key, None, only=only, sample=not late)
     assert expected is not None, "a usable mark means every required upstream was written"
     current = _restricted(log, current_rows(log.store, spec.key), candidates, key)
-    if spec.parent_key == spec.id_columns:
-        diffed = diff_in_one_join(spec, expected, current, log.store.engine)
+    if one_join:
+        settings = log.store.hash_settings if late else None
+        diffed = diff_in_one_join(spec, expected, current, log.store.engine, settings)
         return Increment(spec.key, *diffed)
     engine = log.store.engine
     try:

@@ -63,12 +63,9 @@ class MemoryStore(MetadataStore):
         )
         cached = self._current_view.pop(table, None)
         if old is None:  # a feature table's first write: its view now, not at the first read
-            ids = next(
-                (self.graph.spec(k).id_columns for k in self.graph.keys if k.table_name == table),
-                None,
-            )
+            ids = self._id_columns(table)
             if ids is not None:
-                self._current_view[table] = (list(ids), self._current_of(table, ids))
+                self._current_view[table] = (ids, self._current_of(table, ids))
             return
         if cached is None or rows.is_empty():
             return
