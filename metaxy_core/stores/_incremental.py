@@ -263,8 +263,8 @@ def _mostly_touched(log: LogAccess, spec: FeatureSpec, candidates: int) -> bool:
     if FULL_ABOVE_SHARE is None:
         return False
     sizes = [log.log_rows([dep.feature.table_name]) for dep in spec.deps]
-    known = [size for size in sizes if size is not None]
-    return bool(known) and candidates > FULL_ABOVE_SHARE * min(known)
+    written = [size for size in sizes if size]  # unknown, or an optional upstream never written
+    return bool(written) and candidates > FULL_ABOVE_SHARE * min(written)
 
 
 def _typed(log: LogAccess, spec: FeatureSpec, keys: pl.DataFrame) -> pl.DataFrame:
