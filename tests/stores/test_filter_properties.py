@@ -92,13 +92,15 @@ def stores(
 
     graph = mx.FeatureGraph([mx.FeatureDefinition(ITEM, COLUMNS)])
     root: Path = tmp_path_factory.mktemp("filter_stores")
+    # Named after this setup's folder: parallel workers may set the module up more than once.
+    database = f"metaxy_{root.name}"
     with psycopg.connect(postgres_server, autocommit=True) as con:
-        con.execute('CREATE DATABASE "metaxy_filters"')
+        con.execute(f'CREATE DATABASE "{database}"')
     made = {
         "memory": mx.MemoryStore(graph),
         "duckdb": mx.DuckDBStore(root / "m.duckdb", graph),
         "delta": mx.DeltaStore(root / "delta", graph),
-        "postgres": mx.SQLStore(postgres_server.replace("/postgres?", "/metaxy_filters?"), graph),
+        "postgres": mx.SQLStore(postgres_server.replace("/postgres?", f"/{database}?"), graph),
     }
     rows = table()
     for store in made.values():
